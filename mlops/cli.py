@@ -1,0 +1,63 @@
+"""What every script shares: `--config` / `--set` arguments, logging set-up, and exit codes.
+
+Scripts stay thin: parse arguments, load the config, call one library function, and turn the
+library's named errors into one clear line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from mlops.config import Config, load_config
+from mlops.errors import MLOpsError
+
+DEFAULT_CONFIG = Path("configs/default.yaml")
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger("mlops")
+
+
+def make_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="YAML config file")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.torch_mlp.max_epochs=20 (repeatable)",
+    )
+    return parser
+
+
+def setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # MLflow and Alembic are chatty at INFO (database migrations, artifact uploads).
+    for name in ("alembic", "mlflow", "urllib3", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run_step(args: argparse.Namespace, step: Callable[[Config], int]) -> int:
+    """Load the config named by `args` and run `step`; named errors become one line, exit 1."""
+    try:
+        config = load_config(args.config, args.overrides)
+        return step(config)
+    except MLOpsError as err:
+        log.error("%s", err)
+        return EXIT_ERROR
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    setup_logging()
+    return parser.parse_args(argv)

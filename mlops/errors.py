@@ -1,0 +1,19 @@
+"""Named errors for problems a user can fix; scripts print their message and exit non-zero."""
+
+from __future__ import annotations
+
+
+class MLOpsError(Exception):
+    """Base class: the message alone must tell the user what is wrong and where."""
+
+
+class ConfigError(MLOpsError):
+    """A config file, key or value is missing or invalid."""
+
+
+class DataError(MLOpsError):
+    """The input data set cannot be read or fails validation."""
+
+
+class TrackingError(MLOpsError):
+    """The MLflow tracking server or registry cannot be used."""

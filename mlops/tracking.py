@@ -1,0 +1,51 @@
+"""Where MLflow records runs and models: the environment's server, or the embedded local store.
+
+With `MLFLOW_TRACKING_URI` unset, runs go to a SQLite database and a local artifact folder under
+`.mlflow/` in the repository (git-ignored), so the pipeline works offline on a fresh clone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlflow
+
+EMBEDDED_STORE_DIR = Path(".mlflow")
+
+
+def configure_tracking() -> str:
+    """Point MLflow at the environment's tracking URI or the embedded store; return the URI."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    return uri
+
+
+def embedded_tracking_uri() -> str:
+    EMBEDDED_STORE_DIR.mkdir(exist_ok=True)
+    return f"sqlite:///{(EMBEDDED_STORE_DIR / 'mlflow.db').resolve()}"
+
+
+def use_experiment(name: str) -> str:
+    """Select (creating if needed) the experiment `name`; return its id.
+
+    On a SQLite store, artifacts go to an `artifacts/` folder beside the database file; a tracking
+    server chooses its own (proxied) artifact location.
+    """
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is None:
+        location = _artifacts_beside_sqlite(mlflow.get_tracking_uri())
+        experiment_id: str = mlflow.create_experiment(name, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def _artifacts_beside_sqlite(tracking_uri: str) -> str | None:
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    database = Path(tracking_uri.removeprefix(prefix))
+    return (database.parent / "artifacts").resolve().as_uri()
