@@ -1,9 +1,10 @@
 """One typed configuration object, read from YAML and validated once.
 
-Every setting a user may change lives in `configs/*.yaml`; URIs and secrets come from the environment
-instead (`MLFLOW_TRACKING_URI`, `OPTUNA_STORAGE`, tokens). `load_config` turns the YAML into frozen
-dataclasses: an unknown key, a missing key or a value of the wrong type is a `ConfigError` naming the
-key and the value. Command-line overrides use the same path syntax: `--set train.mlp.max_epochs=20`.
+Every setting a user may change lives in `configs/*.yaml`; URIs and secrets come from the
+environment instead (`MLFLOW_TRACKING_URI`, `OPTUNA_STORAGE`, tokens). `load_config` turns the YAML
+into frozen dataclasses: an unknown key, a missing key or a value of the wrong type is a
+`ConfigError` naming the key and the value. Command-line overrides use the same key paths:
+`--set train.torch_mlp.max_epochs=20`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mlops.errors import ConfigError
 
 Task = Literal["classification", "regression"]
 Family = Literal["linear", "random_forest", "torch_mlp"]
+ColumnKind = Literal["numeric", "categorical"]
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,10 @@ class DataConfig:
     source: str
     target: str
     task: Task
-    # Where prepare writes the splits, the profile and the raw snapshot.
+    # Where prepare writes the splits, the profile and the manifest (replaced as a whole).
     prepared_dir: Path
+    # Immutable copies of every raw input, named by content digest; never modified.
+    raw_dir: Path = Path("data/raw")
     test_fraction: float = 0.2
     validation_fraction: float = 0.2
     # A column with more missing values than this is rejected (0.3 = 30 %).
@@ -38,12 +42,29 @@ class DataConfig:
     min_rows: int = 50
     # Columns to treat as categorical even if numeric (e.g. codes); others are inferred by dtype.
     categorical_columns: tuple[str, ...] = ()
+    # Expected feature columns and their kind; when given, a missing, extra or mistyped column is an
+    # error. Empty: the columns are taken from the data (everything but the target).
+    columns: dict[str, ColumnKind] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("test_fraction", "validation_fraction"):
+            value = getattr(self, key)
+            if not 0.0 < value < 1.0:
+                raise ConfigError(f"data.{key} must be between 0 and 1, got {value}")
+        if self.test_fraction + self.validation_fraction >= 0.9:
+            raise ConfigError(
+                "data.test_fraction + data.validation_fraction must leave 10 % to train"
+            )
+        if not 0.0 <= self.max_missing_fraction < 1.0:
+            raise ConfigError(
+                f"data.max_missing_fraction must be in [0, 1), got {self.max_missing_fraction}"
+            )
 
 
 @dataclass(frozen=True)
 class LinearParams:
     # Inverse regularisation strength (LogisticRegression C; Ridge uses alpha = 1 / C).
-    C: float = 1.0  # noqa: N815 (scikit-learn's own name)
+    C: float = 1.0
     max_iter: int = 1000
 
 
@@ -147,12 +168,14 @@ def load_config(path: Path, overrides: typing.Sequence[str] = ()) -> Config:
     raw = _read_yaml(path)
     for override in overrides:
         _apply_override(raw, override)
-    return _build(Config, raw, "")
+    config: Config = _build(Config, raw, "")
+    return config
 
 
 def as_dict(config: Config) -> dict[str, Any]:
     """The resolved config as plain YAML-safe data (logged with every run)."""
-    return _plain(dataclasses.asdict(config))
+    plain: dict[str, Any] = _plain(dataclasses.asdict(config))
+    return plain
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -207,7 +230,7 @@ def _build(cls: type[Any], raw: Any, where: str) -> Any:
     return cls(**values)
 
 
-def _convert(hint: Any, value: Any, key: str) -> Any:  # noqa: PLR0911 (one branch per type)
+def _convert(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint):

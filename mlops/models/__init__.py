@@ -1,0 +1,1 @@
+"""Model families: building, fitting and logging them as self-contained MLflow models."""

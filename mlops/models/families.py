@@ -1,0 +1,73 @@
+"""The model families a config can list, each built and fitted from raw columns to predictions.
+
+`linear` and `random_forest` are scikit-learn Pipelines (our preprocessor + estimator);
+`torch_mlp` is a `TorchMLP` (the same preprocessor + a PyTorch network). All three expose
+`predict(frame)`, and `predict_proba(frame)` with `classes_` for classification.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.pipeline import Pipeline
+
+from mlops.config import ForestParams, LinearParams, MLPParams, TrainConfig
+from mlops.features import build_preprocessor
+from mlops.models.torch_mlp import EpochCallback, fit_mlp
+
+FamilyParams = LinearParams | ForestParams | MLPParams
+
+
+@dataclass(frozen=True)
+class FitInputs:
+    train: tuple[pd.DataFrame, pd.Series]
+    validation: tuple[pd.DataFrame, pd.Series]
+    kinds: dict[str, str]
+    task: str
+    seed: int
+
+
+def family_params(train_config: TrainConfig, family: str) -> FamilyParams:
+    params: FamilyParams = getattr(train_config, family)
+    return params
+
+
+def fit_family(
+    family: str, params: FamilyParams, inputs: FitInputs, on_epoch: EpochCallback | None = None
+) -> Any:
+    """Fit one family on the training split (the MLP also watches the validation split)."""
+    preprocessor = build_preprocessor(inputs.kinds)
+    if isinstance(params, MLPParams):
+        return fit_mlp(
+            preprocessor,
+            inputs.train,
+            inputs.validation,
+            params,
+            inputs.task,
+            inputs.seed,
+            on_epoch,
+        )
+    estimator = _sklearn_estimator(params, inputs.task, inputs.seed)
+    pipeline = Pipeline([("preprocess", preprocessor), ("model", estimator)])
+    return pipeline.fit(*inputs.train)
+
+
+def _sklearn_estimator(params: LinearParams | ForestParams, task: str, seed: int) -> Any:
+    classify = task == "classification"
+    if isinstance(params, LinearParams):
+        if classify:
+            return LogisticRegression(C=params.C, max_iter=params.max_iter, random_state=seed)
+        return Ridge(alpha=1.0 / params.C, max_iter=params.max_iter)
+    forest = RandomForestClassifier if classify else RandomForestRegressor
+    return forest(
+        n_estimators=params.n_estimators,
+        max_depth=params.max_depth,
+        min_samples_leaf=params.min_samples_leaf,
+        max_features=params.max_features,
+        random_state=seed,
+        n_jobs=-1,
+    )

@@ -1,0 +1,216 @@
+"""A PyTorch multi-layer perceptron for tabular data, with the preprocessing it needs.
+
+`TorchMLP` takes raw columns (a DataFrame) like a scikit-learn pipeline: our fitted preprocessor
+turns them into floats, the network does the rest. Training is deterministic for a seed (seeded
+initialisation and shuffling, deterministic kernels), stops early on the validation loss and keeps
+the best epoch's weights. CUDA is used when present and `device` is "auto".
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from mlops.config import MLPParams
+
+log = logging.getLogger(__name__)
+
+EpochCallback = Callable[[int, "TorchMLP"], None]
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Everything needed to rebuild the network around saved weights (stored as JSON)."""
+
+    input_dim: int
+    hidden_units: tuple[int, ...]
+    dropout: float
+    task: str
+    classes: tuple[Any, ...] = ()
+    # Regression targets are standardised for training; predictions are scaled back.
+    target_mean: float = 0.0
+    target_std: float = 1.0
+
+    @property
+    def output_dim(self) -> int:
+        return len(self.classes) if self.task == "classification" else 1
+
+
+@dataclass
+class History:
+    train_loss: list[float] = field(default_factory=list)
+    validation_loss: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+
+
+def build_network(spec: NetworkSpec) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    width = spec.input_dim
+    for units in spec.hidden_units:
+        layers += [nn.Linear(width, units), nn.ReLU(), nn.Dropout(spec.dropout)]
+        width = units
+    layers.append(nn.Linear(width, spec.output_dim))
+    return nn.Sequential(*layers)
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+class TorchMLP:
+    """Preprocessor + network; `predict` / `predict_proba` take raw-column DataFrames."""
+
+    def __init__(self, preprocessor: Any, network: nn.Sequential, spec: NetworkSpec) -> None:
+        self.preprocessor = preprocessor
+        self.network = network
+        self.spec = spec
+        self.history = History()
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return np.asarray(self.spec.classes)
+
+    def scores(self, frame: pd.DataFrame) -> np.ndarray:
+        features = np.asarray(self.preprocessor.transform(frame), dtype=np.float32)
+        device = next(self.network.parameters()).device
+        self.network.eval()
+        with torch.no_grad():
+            outputs = self.network(torch.from_numpy(features).to(device))
+        return np.asarray(outputs.cpu().numpy(), dtype=np.float64)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        logits = torch.from_numpy(self.scores(frame))
+        return np.asarray(torch.softmax(logits, dim=1).numpy())
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.spec.task == "classification":
+            labels: np.ndarray = self.classes_[self.predict_proba(frame).argmax(axis=1)]
+            return labels
+        return self.scores(frame)[:, 0] * self.spec.target_std + self.spec.target_mean
+
+
+def fit_mlp(
+    preprocessor: Any,
+    train: tuple[pd.DataFrame, pd.Series],
+    validation: tuple[pd.DataFrame, pd.Series],
+    params: MLPParams,
+    task: str,
+    seed: int,
+    on_epoch: EpochCallback | None = None,
+) -> TorchMLP:
+    """Fit the preprocessor on the training rows only, then the network with early stopping."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    x_train = np.asarray(preprocessor.fit_transform(train[0]), dtype=np.float32)
+    x_val = np.asarray(preprocessor.transform(validation[0]), dtype=np.float32)
+    spec = _spec(x_train.shape[1], train[1], params, task)
+    model = TorchMLP(preprocessor, build_network(spec), spec)
+    device = pick_device(params.device)
+    model.network.to(device)
+    batches = _Batches(x_train, _encode(train[1], spec), params.batch_size, seed, device)
+    x_val_t = torch.from_numpy(x_val).to(device)
+    y_val_t = _encode(validation[1], spec).to(device)
+    _train_loop(model, batches, (x_val_t, y_val_t), params, on_epoch)
+    model.network.to("cpu")
+    return model
+
+
+def _spec(input_dim: int, target: pd.Series, params: MLPParams, task: str) -> NetworkSpec:
+    shape = NetworkSpec(input_dim, params.hidden_units, params.dropout, task)
+    if task == "classification":
+        classes = tuple(v.item() if hasattr(v, "item") else v for v in np.unique(target))
+        return dataclasses.replace(shape, classes=classes)
+    std = float(target.std(ddof=0)) or 1.0
+    return dataclasses.replace(shape, target_mean=float(target.mean()), target_std=std)
+
+
+def _encode(target: pd.Series, spec: NetworkSpec) -> torch.Tensor:
+    if spec.task == "classification":
+        index = {c: i for i, c in enumerate(spec.classes)}
+        return torch.tensor([index[v.item() if hasattr(v, "item") else v] for v in target])
+    scaled = (target.to_numpy(dtype=np.float32) - spec.target_mean) / spec.target_std
+    return torch.from_numpy(scaled.astype(np.float32)).unsqueeze(1)
+
+
+class _Batches:
+    """Seeded shuffled mini-batches: the same seed gives the same order on every run."""
+
+    def __init__(
+        self, x: np.ndarray, y: torch.Tensor, size: int, seed: int, device: torch.device
+    ) -> None:
+        self.x = torch.from_numpy(x).to(device)
+        self.y = y.to(device)
+        self.size = size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self) -> Any:
+        order = torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
+        for start in range(0, len(order), self.size):
+            rows = order[start : start + self.size]
+            yield self.x[rows], self.y[rows]
+
+
+def _train_loop(
+    model: TorchMLP,
+    batches: _Batches,
+    validation: tuple[torch.Tensor, torch.Tensor],
+    params: MLPParams,
+    on_epoch: EpochCallback | None,
+) -> None:
+    network = model.network
+    loss_fn: nn.Module = (
+        nn.CrossEntropyLoss() if model.spec.task == "classification" else nn.MSELoss()
+    )
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay
+    )
+    best_loss, best_state, waited = float("inf"), copy.deepcopy(network.state_dict()), 0
+    for epoch in range(params.max_epochs):
+        model.history.train_loss.append(_train_epoch(network, batches, loss_fn, optimizer))
+        val_loss = _evaluate_loss(network, validation, loss_fn)
+        model.history.validation_loss.append(val_loss)
+        if on_epoch is not None:
+            on_epoch(epoch, model)
+        if val_loss < best_loss:
+            best_loss, best_state, waited = val_loss, copy.deepcopy(network.state_dict()), 0
+            model.history.best_epoch = epoch
+        else:
+            waited += 1
+            if waited >= params.patience:
+                log.info("early stop at epoch %d (best %d)", epoch, model.history.best_epoch)
+                break
+    network.load_state_dict(best_state)
+
+
+def _train_epoch(
+    network: nn.Module, batches: _Batches, loss_fn: nn.Module, optimizer: torch.optim.Optimizer
+) -> float:
+    network.train()
+    total, rows = 0.0, 0
+    for x, y in batches:
+        optimizer.zero_grad()
+        loss = loss_fn(network(x), y)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.item()) * len(x)
+        rows += len(x)
+    return total / rows
+
+
+def _evaluate_loss(
+    network: nn.Module, validation: tuple[torch.Tensor, torch.Tensor], loss_fn: nn.Module
+) -> float:
+    network.eval()
+    with torch.no_grad():
+        return float(loss_fn(network(validation[0]), validation[1]).item())

@@ -1,0 +1,30 @@
+"""Train every model family in the config; register the best as `challenger`.
+
+python scripts/train.py --config configs/default.yaml [--set train.families=[linear]]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone, no install
+
+from mlops.cli import EXIT_OK, make_parser, parse, run_step
+from mlops.config import Config
+from mlops.train import train
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(make_parser(__doc__ or ""), argv)
+
+    def step(config: Config) -> int:
+        result = train(config)
+        print(f"challenger: {config.registered_model} v{result.version} ({result.best.family})")
+        return EXIT_OK
+
+    return run_step(args, step)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
