@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from mlflow.exceptions import MlflowException
+
 from mlops.config import Config, load_config
 from mlops.errors import MLOpsError
 
@@ -58,6 +60,10 @@ def run_step(args: argparse.Namespace, step: Callable[[Config], int]) -> int:
         return step(config)
     except MLOpsError as err:
         log.error("%s", err)
+        return EXIT_ERROR
+    except MlflowException as err:
+        # Tracking server down, registry refused, ...: one line, not MLflow's stack trace.
+        log.error("MLflow error: %s", str(err.message).strip().splitlines()[0])
         return EXIT_ERROR
 
 

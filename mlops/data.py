@@ -111,7 +111,7 @@ def read_splits(directory: Path) -> Splits:
     missing = [n for n in SPLIT_NAMES if not (directory / f"{n}.parquet").is_file()]
     if missing:
         raise DataError(
-            f"no prepared data in {directory} (missing {missing[0]}.parquet): run prepare"
+            f"no prepared data in {directory} (missing {missing[0]}.parquet): run prepare first"
         )
     frames = {n: pd.read_parquet(directory / f"{n}.parquet") for n in SPLIT_NAMES}
     return Splits(**frames)
