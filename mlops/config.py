@@ -61,11 +61,21 @@ class DataConfig:
             )
 
 
+def _require_positive(section: object, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{type(section).__name__}.{name} must be positive, got {value}")
+
+
 @dataclass(frozen=True)
 class LinearParams:
     # Inverse regularisation strength (LogisticRegression C; Ridge uses alpha = 1 / C).
     C: float = 1.0
     max_iter: int = 1000
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "C", "max_iter")
 
 
 @dataclass(frozen=True)
@@ -74,6 +84,9 @@ class ForestParams:
     max_depth: int | None = None
     min_samples_leaf: int = 1
     max_features: float = 1.0
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "n_estimators", "max_depth", "min_samples_leaf", "max_features")
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,15 @@ class MLPParams:
     # "auto" uses CUDA when present, else the CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
+    def __post_init__(self) -> None:
+        _require_positive(self, "learning_rate", "batch_size", "max_epochs", "patience")
+        if not self.hidden_units or min(self.hidden_units) <= 0:
+            raise ConfigError(
+                f"MLPParams.hidden_units must be positive widths, got {self.hidden_units}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"MLPParams.dropout must be in [0, 1), got {self.dropout}")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -102,53 +124,157 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SearchParam:
+    """One searched setting: an int or float range (`log`: sampled on a log scale) or `choices`."""
+
     type: Literal["int", "float", "categorical"]
     low: float | None = None
     high: float | None = None
     log: bool = False
+    # Values Optuna can store (null, true/false, numbers, strings); hidden_units takes widths
+    # written as a string, e.g. "64-32".
     choices: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
 class TuneConfig:
     families: tuple[Family, ...] = ("linear", "random_forest", "torch_mlp")
+    # Finished (complete or pruned) trials per family study, counted over every worker and machine
+    # sharing the study. Running the study again continues towards it; never more.
     trials: int = 20
+    # Session-wide: no trial starts after this many seconds (null: no limit).
     timeout_s: float | None = None
+    # Worker processes on this machine (`make tune WORKERS=N`); each gets cpu_count / N threads.
+    workers: int = 1
+    # "tpe" (after `startup_trials` random ones) or "random". The median pruner also waits for
+    # `startup_trials` finished trials before pruning anything.
     sampler: Literal["tpe", "random"] = "tpe"
+    startup_trials: int = 5
+    # Stops poor PyTorch trials early from the validation metric reported each epoch: "median"
+    # (worse than the median of earlier trials at that epoch), "hyperband", or "none".
     pruner: Literal["median", "hyperband", "none"] = "median"
+    pruner_warmup_epochs: int = 5
     # Embedded default storage; OPTUNA_STORAGE overrides it (PostgreSQL for several machines).
     storage: str = "sqlite:///.mlflow/optuna.db"
+    # Study name: <prefix>-<experiment>-<family>-<data digest[:8]>-<objective digest[:8]>.
     study_prefix: str = "mlops"
+    # A worker silent (killed) for grace_period_s has its trial failed, then retried (max_retries).
+    heartbeat_interval_s: int = 5
+    grace_period_s: int = 20
+    max_retries: int = 3
+    # family -> TrainConfig field -> range; fields not listed keep their `train` value.
     search_space: dict[str, dict[str, SearchParam]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "trials", "timeout_s", "workers", "heartbeat_interval_s")
+        if self.grace_period_s <= self.heartbeat_interval_s:
+            raise ConfigError(
+                f"tune.grace_period_s ({self.grace_period_s}) must exceed "
+                f"tune.heartbeat_interval_s ({self.heartbeat_interval_s})"
+            )
+        for family, space in self.search_space.items():
+            for name, param in space.items():
+                _check_search_param(family, name, param)
+
+
+def _check_search_param(family: str, name: str, param: SearchParam) -> None:
+    key = f"tune.search_space.{family}.{name}"
+    params_class = typing.get_type_hints(TrainConfig).get(family)
+    if not isinstance(params_class, type) or not dataclasses.is_dataclass(params_class):
+        raise ConfigError(f"tune.search_space.{family}: not a model family")
+    if name not in {f.name for f in dataclasses.fields(params_class)}:
+        raise ConfigError(f"{key}: {params_class.__name__} has no field {name!r}")
+    hint = typing.get_type_hints(params_class)[name]
+    for value in _search_bounds(param, key):
+        try:
+            decoded = search_value(name, value)
+            plain = list(decoded) if isinstance(decoded, tuple) else decoded
+            params_class(**{name: _convert(hint, plain, key)})
+        except ConfigError as err:
+            raise ConfigError(f"{key}: value {value!r} is not valid: {err}") from None
+
+
+def _search_bounds(param: SearchParam, key: str) -> list[Any]:
+    """The extreme values of a searched setting: its choices, or the ends of its range."""
+    if param.type == "categorical":
+        if not param.choices or param.low is not None or param.high is not None:
+            raise ConfigError(f"{key}: a categorical needs `choices` (and no low/high)")
+        return list(param.choices)
+    low, high = param.low, param.high
+    if low is None or high is None or not low < high or param.choices:
+        raise ConfigError(f"{key}: an {param.type} range needs low < high, got {low}, {high}")
+    if param.log and low <= 0:
+        raise ConfigError(f"{key}: a log-scale range needs low > 0, got {low}")
+    if param.type == "int":
+        if not (low.is_integer() and high.is_integer()):
+            raise ConfigError(f"{key}: an int range needs whole bounds, got {low}, {high}")
+        return [int(low), int(high)]
+    return [low, high]
+
+
+def search_value(name: str, value: Any) -> Any:
+    """A searched value as the params dataclass takes it ("64-32" -> (64, 32) for hidden_units)."""
+    if name != "hidden_units":
+        return value
+    try:
+        return tuple(int(width) for width in str(value).split("-"))
+    except ValueError:
+        raise ConfigError(f"hidden_units {value!r} must be widths like '64-32'") from None
 
 
 @dataclass(frozen=True)
 class PromoteConfig:
-    # Absolute minimums (or maximums for lower-is-better metrics) on test metrics.
-    min_metrics: dict[str, float] = field(default_factory=dict)
-    # Required improvement over the champion on `metric`: absolute and relative (0.01 = 1 %).
+    # Test-set bounds every challenger must meet: at least this for higher-is-better metrics, at
+    # most this for lower-is-better ones (log_loss, rmse, mae).
+    thresholds: dict[str, float] = field(default_factory=dict)
+    # Against a champion: beat it on `metric` by min_improvement (absolute) and by
+    # min_relative_improvement (a fraction of the champion's value, 0.01 = 1 %), in the metric's
+    # direction. Negative values tolerate a small regression. No champion: thresholds alone.
     metric: str = "roc_auc"
     min_improvement: float = 0.0
     min_relative_improvement: float = 0.0
+    # Latency gate: p95 of `latency_repeats` pyfunc predictions of a latency_batch_rows batch.
     latency_batch_rows: int = 100
+    latency_repeats: int = 50
     max_latency_p95_ms: float = 50.0
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "latency_batch_rows", "latency_repeats", "max_latency_p95_ms")
 
 
 @dataclass(frozen=True)
 class ServeConfig:
+    # The model server (mlops/serving/README.md). HOST, PORT and MODEL_URI in the environment
+    # (or --host, --port, --model-uri) override host, port and models:/<registered_model>@alias.
     host: str = "127.0.0.1"
     port: int = 8080
-    # models:/<name>@champion by default; MODEL_URI in the environment overrides it.
     model_alias: str = "champion"
+    # Processes. One suits a 2-core pod: the event loop takes one core, predict threads the other
+    # (numpy, sklearn trees and torch release the GIL); each extra worker is another model copy.
     workers: int = 1
+    # Concurrent predict calls (batches) per worker, and torch's intra-op threads per call.
+    predict_threads: int = 1
+    model_threads: int = 1
+    # Requests: larger bodies get 413, more rows 400, slower requests 504.
     max_body_bytes: int = 1_048_576
     max_rows: int = 10_000
     request_timeout_s: float = 5.0
-    max_batch_rows: int = 256
+    # Batching: rows per predict call; how long a batch may wait for requests being decoded
+    # (a lone request never waits); queued requests per worker beyond which new ones get 503.
+    max_batch_rows: int = 512
     max_batch_wait_ms: float = 2.0
     max_queue_depth: int = 512
+    # Hot reload: how often the alias is checked (0 = never); start-up retry backoff.
     reload_interval_s: float = 30.0
+    load_retry_initial_s: float = 1.0
+    load_retry_max_s: float = 30.0
+    # Rows predicted at warm-up (after the input example), before the model counts as ready.
+    warmup_rows: int = 64
+    # SIGTERM: in-flight requests get this long to finish. Idle keep-alive connections close
+    # after keep_alive_s.
     drain_timeout_s: float = 20.0
+    keep_alive_s: float = 5.0
+    # Histogram buckets of mlops_prediction_value (regressors); match them to the target's scale.
+    prediction_buckets: tuple[float, ...] = (0.0, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000)
 
 
 @dataclass(frozen=True)

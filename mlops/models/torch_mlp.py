@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from mlops.config import MLPParams
+from mlops.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ def build_network(spec: NetworkSpec) -> nn.Sequential:
 def pick_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.torch_mlp.device is 'cuda' but no CUDA device is available")
     return torch.device(requested)
 
 
