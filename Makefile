@@ -15,12 +15,18 @@ STAMPS := .make/$(NAME)
 PKG_SOURCES := $(shell find mlops -name '*.py' 2>/dev/null)
 HOST ?= 127.0.0.1
 PORT ?= 8080
+# Deploy: the image is $(IMAGE):$(TAG); OVERLAY picks k8s/overlays/<dev|prod>.
+REGISTRY ?= ghcr.io/example
+IMAGE ?= $(REGISTRY)/mlops
+TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+OVERLAY ?= dev
+DOCKER_BUILD_ARGS ?=
 
 .PHONY: help
 help: ## List every target with a one-line description
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
-	@echo "Variables: CONFIG=$(CONFIG) ARGS='$(ARGS)' HOST=$(HOST) PORT=$(PORT)"
+	@echo "Variables: CONFIG=$(CONFIG) ARGS='$(ARGS)' HOST=$(HOST) PORT=$(PORT) IMAGE=$(IMAGE) TAG=$(TAG) OVERLAY=$(OVERLAY)"
 
 # The virtual environment is a file target: rebuilt only when the requirements change.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -46,18 +52,77 @@ prepare: $(STAMPS)/prepare ## Validate, snapshot and split the data set named in
 train: $(STAMPS)/train ## Train every model family; register the best as `challenger`
 all: $(STAMPS)/train ## Run the whole pipeline on CONFIG (prepare -> train)
 
+# Tracking server: backend store and artifact destination as MLflow names them; defaults are the
+# embedded store, so the server shows the same runs as `make ui`.
+MLFLOW_BACKEND_STORE_URI ?= sqlite:///$(CURDIR)/.mlflow/mlflow.db
+MLFLOW_ARTIFACTS_DESTINATION ?= $(CURDIR)/.mlflow/artifacts
+TRACKING_HOST ?= 127.0.0.1
+TRACKING_PORT ?= 5000
+
+.PHONY: tracking-server postgres-start postgres-stop
+tracking-server: $(VENV)/.installed ## MLflow tracking server (proxied artifacts) on TRACKING_HOST:TRACKING_PORT
+	@mkdir -p .mlflow
+	$(VENV)/bin/mlflow server --backend-store-uri "$(MLFLOW_BACKEND_STORE_URI)" \
+		--artifacts-destination "$(MLFLOW_ARTIFACTS_DESTINATION)" --serve-artifacts \
+		--host $(TRACKING_HOST) --port $(TRACKING_PORT)
+
+PG_DIR ?= .mlflow/postgres
+postgres-start: ## Start a throwaway PostgreSQL (machine's packages) in PG_DIR; prints its URI
+	@mkdir -p $(PG_DIR) && scripts/throwaway_postgres.sh start $(PG_DIR)
+
+postgres-stop: ## Stop the throwaway PostgreSQL started by postgres-start
+	scripts/throwaway_postgres.sh stop $(PG_DIR)
+
 .PHONY: ui
 ui: $(VENV)/.installed ## Open the MLflow UI on the local store at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///.mlflow/mlflow.db \
 		--default-artifact-root .mlflow/artifacts --host 127.0.0.1 --port 5000
 
+# ---- Deploy -------------------------------------------------------------------------------
+# docker-* need a Docker engine, k8s-deploy/job/delete a cluster in kubectl's current context;
+# k8s-validate needs neither (it runs in `make test`). How-to: k8s/README.md.
+
+.PHONY: docker-build docker-push docker-smoke k8s-deploy k8s-job k8s-delete k8s-validate
+docker-build: ## Build the image IMAGE:TAG (CPU PyTorch; DOCKER_BUILD_ARGS for CUDA, see Dockerfile)
+	docker build --tag $(IMAGE):$(TAG) --build-arg VERSION=$(TAG) \
+		--build-arg GIT_COMMIT=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) $(DOCKER_BUILD_ARGS) .
+
+docker-push: ## Push IMAGE:TAG (REGISTRY=..., after `docker login`)
+	docker push $(IMAGE):$(TAG)
+
+# The store's artifact paths are absolute, so it is mounted at the same path inside the container.
+docker-smoke: $(STAMPS)/train ## Promote, then serve the champion from .mlflow/ in the image; one prediction
+	$(PY) scripts/promote.py --config $(CONFIG)
+	docker run --detach --rm --name mlops-smoke --read-only --tmpfs /tmp --cap-drop ALL \
+		--security-opt no-new-privileges --publish 127.0.0.1:$(PORT):8080 \
+		--volume "$(CURDIR)/.mlflow:$(CURDIR)/.mlflow:ro" \
+		--env MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/.mlflow/mlflow.db \
+		$(IMAGE):$(TAG) scripts/serve.py --config $(CONFIG)
+	$(PY) scripts/smoke_request.py --config $(CONFIG) --url http://127.0.0.1:$(PORT) \
+		|| { docker logs mlops-smoke; docker stop mlops-smoke; exit 1; }
+	docker stop mlops-smoke
+
+k8s-deploy: ## Apply OVERLAY to kubectl's cluster with IMAGE:TAG, run prepare/train/promote, wait
+	k8s/deploy.sh apply $(OVERLAY) $(IMAGE):$(TAG)
+
+k8s-job: ## Re-run one pipeline Job on the cluster: make k8s-job STEP=tune (or prepare|train|promote)
+	k8s/deploy.sh job $(OVERLAY) $(IMAGE):$(TAG) $(STEP)
+
+k8s-delete: ## Delete everything OVERLAY created, its namespace and volumes included
+	kubectl delete -k k8s/overlays/$(OVERLAY) --ignore-not-found
+
+k8s-validate: $(VENV)/.installed ## Offline: build every overlay, check Kubernetes schemas and our policies
+	$(VENV)/bin/pytest -m k8s tests/k8s
+
 # ---- Quality ------------------------------------------------------------------------------
 
 .PHONY: lint format test test-fast
-lint: $(VENV)/.installed ## Check: ruff lint, ruff format --check, mypy (strict)
+lint: $(VENV)/.installed ## Check: ruff lint, ruff format --check, mypy (strict), hadolint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/hadolint Dockerfile
 
 format: $(VENV)/.installed ## Rewrite: ruff --fix and ruff format
 	$(VENV)/bin/ruff check --fix .

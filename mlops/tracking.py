@@ -13,9 +13,21 @@ import mlflow
 
 EMBEDDED_STORE_DIR = Path(".mlflow")
 
+# MLflow's HTTP client defaults (7 retries, backoff factor 2, 120 s timeout) let a step hang for
+# many minutes on a dead or stuck tracking server. These bound one call to about 30 s; each can be
+# overridden in the environment (names from mlflow.environment_variables).
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+
 
 def configure_tracking() -> str:
     """Point MLflow at the environment's tracking URI or the embedded store; return the URI."""
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     uri = os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
