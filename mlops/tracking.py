@@ -14,11 +14,11 @@ import mlflow
 EMBEDDED_STORE_DIR = Path(".mlflow")
 
 # MLflow's HTTP client defaults (7 retries, backoff factor 2, 120 s timeout) let a step hang for
-# many minutes on a dead or stuck tracking server. These bound one call to about 30 s; each can be
+# many minutes on a dead or stuck tracking server. These bound one call to about 35 s; each can be
 # overridden in the environment (names from mlflow.environment_variables).
 HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }

@@ -1,0 +1,152 @@
+"""Real engines for the beyond-one-machine tests: a throwaway PostgreSQL and `mlflow server`.
+
+PostgreSQL comes from `MLOPS_TEST_POSTGRES_URI` when set, else it is started here with
+`scripts/throwaway_postgres.sh` (the machine's initdb / pg_ctl). Without the binaries these tests
+skip with a message saying how to get them; with `MLOPS_REQUIRE_POSTGRES=1` (set by .ci/run) that
+skip is a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import REPO
+
+SCRIPT = REPO / "scripts" / "throwaway_postgres.sh"
+HOW_TO_GET = "install PostgreSQL (apt-get install postgresql) or set MLOPS_TEST_POSTGRES_URI"
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URI of a PostgreSQL server's maintenance database (`.../postgres`)."""
+    if os.environ.get("MLOPS_TEST_POSTGRES_URI"):
+        yield os.environ["MLOPS_TEST_POSTGRES_URI"]
+        return
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        message = f"PostgreSQL binaries not found: {HOW_TO_GET}"
+        if os.environ.get("MLOPS_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    handle = tmp_path_factory.mktemp("postgres")
+    started = subprocess.run(
+        [str(SCRIPT), "start", str(handle)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert started.returncode == 0, started.stderr
+    try:
+        yield started.stdout.strip()
+    finally:
+        subprocess.run([str(SCRIPT), "stop", str(handle)], timeout=60, check=False)
+
+
+@pytest.fixture
+def postgres_db(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database for one test; dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class TrackingServer:
+    """A real `mlflow server` process: PostgreSQL backend, proxied local artifact store."""
+
+    backend_uri: str
+    artifacts: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        command = [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--backend-store-uri",
+            self.backend_uri,
+            "--artifacts-destination",
+            self.artifacts.as_uri(),
+            "--serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
+        log = (self.artifacts.parent / "tracking-server.log").open("ab")
+        # Its own process group: `mlflow server` runs uvicorn as a child, and both must go.
+        self.process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        wait_for_http(f"{self.url}/health", self.process, timeout_s)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self.process = None
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"process for {url} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer within {timeout_s} s")
+
+
+@pytest.fixture
+def tracking_server(
+    postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TrackingServer]:
+    """`mlflow server` on PostgreSQL; MLFLOW_TRACKING_URI points the pipeline at it."""
+    artifacts = tmp_path / "server-artifacts"
+    artifacts.mkdir()
+    server = TrackingServer(postgres_db, artifacts, free_port())
+    server.start()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(artifacts, ignore_errors=True)
