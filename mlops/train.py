@@ -8,6 +8,7 @@ the data set (with its digest) and the model itself. The run with the best valid
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -116,14 +117,16 @@ def run_family(
         mlflow.log_params({f"{family}.{k}": v for k, v in dataclasses.asdict(params).items()})
         mlflow.log_params({"data_digest": prepared.digest, "git_commit": git_commit()})
         mlflow.log_dict(as_dict(config), "config.yaml")
-        started = time.perf_counter()
+        clock = [time.perf_counter()]
         model = fit_family(family, params, fit_inputs(config, prepared), on_epoch)
-        fitted = time.perf_counter()
+        clock.append(time.perf_counter())
         scores = _log_evaluation(config, model, prepared)
+        clock.append(time.perf_counter())
         info = log_model(model, family, prepared.xy("train")[0], _metadata(prepared))
-        mlflow.log_metrics(
-            {"fit_seconds": fitted - started, "log_seconds": time.perf_counter() - fitted}
-        )
+        clock.append(time.perf_counter())
+        durations = [end - start for start, end in itertools.pairwise(clock)]
+        names = ("fit_seconds", "evaluate_seconds", "log_model_seconds")
+        mlflow.log_metrics(dict(zip(names, durations, strict=True)))
         log.info("%s: validation %s", family, _short(scores["validation"]))
         return FamilyRun(family, run.info.run_id, info.model_uri, **scores)
 

@@ -52,8 +52,12 @@ def fit_family(
             on_epoch,
         )
     estimator = _sklearn_estimator(params, inputs.task, inputs.seed)
-    pipeline = Pipeline([("preprocess", preprocessor), ("model", estimator)])
-    return pipeline.fit(*inputs.train)
+    pipeline = Pipeline([("preprocess", preprocessor), ("model", estimator)]).fit(*inputs.train)
+    if "model__n_jobs" in pipeline.get_params():
+        # Fit on every core, predict on one: per-call thread start-up costs more than small
+        # batches gain, and a server parallelises across requests instead.
+        pipeline.set_params(model__n_jobs=1)
+    return pipeline
 
 
 def _sklearn_estimator(params: LinearParams | ForestParams, task: str, seed: int) -> Any:

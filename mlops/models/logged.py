@@ -61,9 +61,6 @@ def log_model(model: Any, family: str, features: pd.DataFrame, metadata: dict[st
         warnings.simplefilter("ignore", UserWarning)
         if isinstance(model, TorchMLP):
             return _log_torch(model, common)
-        # Served models predict single-threaded: the server parallelises across requests.
-        if "model__n_jobs" in model.get_params():
-            model.set_params(model__n_jobs=1)
         return mlflow.sklearn.log_model(
             model,
             serialization_format="skops",
