@@ -9,7 +9,6 @@ skip is a failure instead.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -43,9 +42,8 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytest.fail(message)
         pytest.skip(message)
     handle = tmp_path_factory.mktemp("postgres")
-    started = subprocess.run(
-        [str(SCRIPT), "start", str(handle)], capture_output=True, text=True, timeout=120, check=False
-    )
+    command = [str(SCRIPT), "start", str(handle)]
+    started = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert started.returncode == 0, started.stderr
     try:
         yield started.stdout.strip()
@@ -53,17 +51,19 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         subprocess.run([str(SCRIPT), "stop", str(handle)], timeout=60, check=False)
 
 
-@pytest.fixture
-def postgres_db(postgres_server: str) -> Iterator[str]:
-    """A fresh, empty database for one test; dropped afterwards."""
+def create_database(server_uri: str) -> str:
     name = f"t_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    engine = sa.create_engine(server_uri, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
-    with engine.connect() as connection:
-        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()
+    return server_uri.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def postgres_db(postgres_server: str) -> str:
+    """A fresh, empty database for one test (the throwaway server goes away with the session)."""
+    return create_database(postgres_server)
 
 
 def free_port() -> int:
@@ -133,20 +133,58 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout_s: float) 
     raise AssertionError(f"{url} did not answer within {timeout_s} s")
 
 
-@pytest.fixture
-def tracking_server(
-    postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[TrackingServer]:
-    """`mlflow server` on PostgreSQL; MLFLOW_TRACKING_URI points the pipeline at it."""
-    artifacts = tmp_path / "server-artifacts"
-    artifacts.mkdir()
-    server = TrackingServer(postgres_db, artifacts, free_port())
-    server.start()
+def point_mlflow_at(server: TrackingServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@pytest.fixture(scope="session")
+def shared_tracking_server(
+    postgres_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TrackingServer]:
+    """One server for the tests that only use it (starting one costs 10-20 s); each test uses
+    its own experiment and model names."""
+    artifacts = tmp_path_factory.mktemp("shared-tracking") / "artifacts"
+    artifacts.mkdir()
+    server = TrackingServer(create_database(postgres_server), artifacts, free_port())
+    server.start()
     try:
         yield server
     finally:
         server.stop()
-        shutil.rmtree(artifacts, ignore_errors=True)
+
+
+@pytest.fixture
+def tracking_server(
+    shared_tracking_server: TrackingServer, monkeypatch: pytest.MonkeyPatch
+) -> TrackingServer:
+    """The shared `mlflow server` on PostgreSQL; MLFLOW_TRACKING_URI points the pipeline at it."""
+    point_mlflow_at(shared_tracking_server, monkeypatch)
+    return shared_tracking_server
+
+
+@pytest.fixture
+def own_tracking_server(
+    postgres_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TrackingServer]:
+    """A server of this test's own, for tests that stop and restart it."""
+    artifacts = tmp_path / "server-artifacts"
+    artifacts.mkdir()
+    server = TrackingServer(postgres_db, artifacts, free_port())
+    server.start()
+    point_mlflow_at(server, monkeypatch)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def unique_names(prefix: str) -> tuple[str, str, str]:
+    """Overrides giving a test its own experiment, model and studies on a shared server."""
+    tag = uuid.uuid4().hex[:8]
+    return (
+        f"experiment={prefix}-{tag}",
+        f"registered_model={prefix}-model-{tag}",
+        f"tune.study_prefix={prefix}-{tag}",
+    )

@@ -11,7 +11,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from tests.distributed.conftest import TrackingServer
+from tests.distributed.conftest import TrackingServer, unique_names
 from tests.e2e.helpers import config_args, run_main
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -22,16 +22,18 @@ REPO = Path(__file__).resolve().parents[2]
 def test_prepare_and_train_record_everything_on_the_server(
     tracking_server: TrackingServer, tmp_path: Path
 ) -> None:
-    args = config_args(tmp_path)
+    names = unique_names("train")
+    args = config_args(tmp_path, *names)
     assert run_main("prepare.py", *args) == 0
     assert run_main("train.py", *args) == 0
+    experiment_name, model_name = (n.split("=")[1] for n in names[:2])
     mlflow.set_tracking_uri(tracking_server.url)
     client = MlflowClient()
-    experiment = client.get_experiment_by_name("breast-cancer")
+    experiment = client.get_experiment_by_name(experiment_name)
     assert experiment is not None
     assert experiment.artifact_location.startswith("mlflow-artifacts:")
-    version = client.get_model_version_by_alias("breast-cancer-classifier", "challenger")
-    model = mlflow.pyfunc.load_model(f"models:/breast-cancer-classifier/{version.version}")
+    version = client.get_model_version_by_alias(model_name, "challenger")
+    model = mlflow.pyfunc.load_model(f"models:/{model_name}/{version.version}")
     assert model.metadata.signature is not None
     # Artifacts went through the server's proxy into its own artifact store.
     assert any(tracking_server.artifacts.rglob("MLmodel"))
@@ -52,8 +54,9 @@ def wait_for_running_run(url: str, timeout_s: float) -> None:
 
 
 def test_server_stopped_during_training_fails_in_bounded_time_and_registers_nothing(
-    tracking_server: TrackingServer, tmp_path: Path
+    own_tracking_server: TrackingServer, tmp_path: Path
 ) -> None:
+    tracking_server = own_tracking_server
     args = config_args(tmp_path, "train.families=[torch_mlp]")
     assert run_main("prepare.py", *args) == 0
     slow = ["--set", "train.torch_mlp.max_epochs=400", "--set", "train.torch_mlp.patience=400"]
