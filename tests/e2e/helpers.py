@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.conftest import FAST_OVERRIDES, REPO
 
 
 def run_main(script: str, *args: str) -> int:
@@ -36,8 +36,6 @@ def run_process(
 
 
 def config_args(tmp: Path, *overrides: str, base: str = "default.yaml") -> list[str]:
-    from tests.conftest import FAST_OVERRIDES  # noqa: PLC0415
-
     paths = (f"data.prepared_dir={tmp / 'prepared'}", f"data.raw_dir={tmp / 'raw'}")
     args = ["--config", str(REPO / "configs" / base)]
     for override in (*paths, *FAST_OVERRIDES, *overrides):

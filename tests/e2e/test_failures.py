@@ -1,4 +1,4 @@
-"""Bad input ends with one clear message and a non-zero exit: no trace, no half output, no RUNNING run."""
+"""Bad input: one clear message, a non-zero exit, no trace, no half output, no RUNNING run."""
 
 from __future__ import annotations
 

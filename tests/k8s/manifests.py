@@ -159,10 +159,10 @@ def env_of(c: Obj, objs: list[Obj]) -> dict[str, str]:
 
 
 def _env_from(source: Obj, objs: list[Obj]) -> dict[str, str]:
-    kind, ref = ("ConfigMap", source["configMapRef"]) if "configMapRef" in source else (
-        "Secret",
-        source["secretRef"],
-    )
+    if "configMapRef" in source:
+        kind, ref = "ConfigMap", source["configMapRef"]
+    else:
+        kind, ref = "Secret", source["secretRef"]
     for obj in objs:
         if obj["kind"] == kind and obj["metadata"]["name"] == ref["name"]:
             if kind == "ConfigMap":
@@ -198,7 +198,7 @@ def makefile_default(variable: str) -> str:
 
 
 def image_name(image: str) -> str:
-    """"registry/name:tag" or "...@sha256:..." -> "registry/name" (a registry port is kept)."""
+    """Strip the tag or digest: "host:5000/team/name:tag" -> "host:5000/team/name"."""
     without_digest = image.split("@", 1)[0]
     last = without_digest.rsplit("/", 1)[-1]
     return without_digest.rsplit(":", 1)[0] if ":" in last else without_digest

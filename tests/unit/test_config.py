@@ -64,7 +64,7 @@ def test_missing_file_and_bad_yaml_are_clear(tmp_path: Path) -> None:
 
 
 def test_override_without_equals_sign_is_rejected() -> None:
-    with pytest.raises(ConfigError, match="key.path=value"):
+    with pytest.raises(ConfigError, match=r"key\.path=value"):
         load_config(REPO / "configs/default.yaml", ["seed"])
 
 
