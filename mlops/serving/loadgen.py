@@ -1,0 +1,169 @@
+"""Load generation for `make bench`: wrk when installed, else a small asyncio HTTP/1.1 client.
+
+Both keep `connections` keep-alive connections busy for `duration_s`, each sending the same POST
+as soon as the previous answer arrived (closed loop), and report requests/s and the latency p50
+and p99 of answered requests. wrk's default 2 s timeout is raised to 60 s so that slow servers
+are measured, not dropped. Also here: the resident memory of a process tree, from /proc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    tool: str
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    failed: int  # non-2xx answers, socket errors and timeouts
+
+
+def load_tool() -> str:
+    return "wrk" if shutil.which("wrk") else "python"
+
+
+def run_load(url: str, body: bytes, connections: int, duration_s: float) -> LoadResult:
+    if load_tool() == "wrk":
+        return _run_wrk(url, body, connections, duration_s)
+    return asyncio.run(_run_python(url, body, connections, duration_s))
+
+
+def _run_wrk(url: str, body: bytes, connections: int, duration_s: float) -> LoadResult:
+    script = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+    script += f"wrk.body = [==[{body.decode()}]==]\n"
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        lua.write(script)
+        lua.flush()
+        command = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--timeout", "60s"]
+        output = subprocess.run(
+            [*command, "--latency", "-s", lua.name, url],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=duration_s + 120,
+        ).stdout
+    return parse_wrk(output)
+
+
+def parse_wrk(output: str) -> LoadResult:
+    requests = int(_search(r"(\d+) requests in", output))
+    non_2xx = int(_search(r"Non-2xx or 3xx responses: (\d+)", output, "0"))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    return LoadResult(
+        tool="wrk",
+        requests_per_s=float(_search(r"Requests/sec:\s+([\d.]+)", output)),
+        p50_ms=_duration_ms(_search(r"\s50%\s+([\d.]+\w+)", output)),
+        p99_ms=_duration_ms(_search(r"\s99%\s+([\d.]+\w+)", output)),
+        requests=requests,
+        failed=non_2xx + errors,
+    )
+
+
+def _search(pattern: str, text: str, default: str | None = None) -> str:
+    match = re.search(pattern, text)
+    if match is None:
+        if default is None:
+            raise ValueError(f"wrk output has no match for {pattern!r}:\n{text}")
+        return default
+    return match.group(1)
+
+
+def _duration_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+async def _run_python(url: str, body: bytes, connections: int, duration_s: float) -> LoadResult:
+    host, port, path = _split_url(url)
+    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    request = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+    latencies: list[float] = []
+    failed: list[int] = []
+    loop = asyncio.get_running_loop()
+    until = loop.time() + duration_s
+    started = time.perf_counter()
+    clients = [_client(host, port, request, until, latencies, failed) for _ in range(connections)]
+    await asyncio.gather(*clients)
+    elapsed = time.perf_counter() - started
+    p50, p99 = np.percentile(latencies, [50, 99]) * 1e3 if latencies else (0.0, 0.0)
+    total = len(latencies) + len(failed)
+    return LoadResult("python", total / elapsed, float(p50), float(p99), total, len(failed))
+
+
+async def _client(
+    host: str, port: int, request: bytes, until: float, latencies: list[float], failed: list[int]
+) -> None:
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while loop.time() < until:
+            sent = time.perf_counter()
+            writer.write(request)
+            status, close = await _read_response(reader)
+            if 200 <= status < 300:
+                latencies.append(time.perf_counter() - sent)
+            else:
+                failed.append(status)
+            if close:
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+    finally:
+        writer.close()
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+    status = int(head.split(" ", 2)[1])
+    length = int(_search(r"content-length:\s*(\d+)", head, "0"))
+    await reader.readexactly(length)
+    return status, "connection: close" in head
+
+
+def _split_url(url: str) -> tuple[str, int, str]:
+    match = re.fullmatch(r"http://([^:/]+):(\d+)(/.*)", url)
+    if match is None:
+        raise ValueError(f"expected http://host:port/path, got {url!r}")
+    return match.group(1), int(match.group(2)), match.group(3)
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of `pid` and all its descendants (a server and its workers)."""
+    children: dict[int, list[int]] = defaultdict(list)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children[parent].append(int(stat.parent.name))
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        total += _rss_bytes(current)
+        stack.extend(children[current])
+    return total
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(match.group(1)) * 1024 if match else 0

@@ -1,0 +1,197 @@
+"""Prometheus metrics of the model server, exposed at GET /metrics.
+
+Names follow Prometheus conventions: `mlops_` prefix, base units (seconds), `_total` on counters
+(added by prometheus-client). With several workers, `PROMETHEUS_MULTIPROC_DIR` is set before they
+start (see server.py) and /metrics merges every worker's values; gauges say how (`livesum`, ...).
+Metric objects live on a private registry created with the app, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
+
+if TYPE_CHECKING:
+    from mlops.serving.model import Prediction, ServedModel
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def multiprocess_mode() -> bool:
+    return "PROMETHEUS_MULTIPROC_DIR" in os.environ
+
+
+class Metrics:
+    def __init__(self, prediction_buckets: Sequence[float]) -> None:
+        self.multiprocess = multiprocess_mode()
+        self.registry = registry = CollectorRegistry()
+        if not self.multiprocess:  # per-process collectors cannot be merged across workers
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+        self.requests = Counter(
+            "mlops_http_requests",
+            "HTTP requests answered, by route template, method and status code.",
+            ["endpoint", "method", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "mlops_http_request_duration_seconds",
+            "Time from request start to the end of the response, by route template.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "mlops_http_requests_in_flight",
+            "Requests being served now (probes and /metrics excluded).",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.validation_errors = Counter(
+            "mlops_validation_errors",
+            "Requests refused before predict (400, 413, 415), by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.drift = Counter(
+            "mlops_input_out_of_profile_values",
+            "Input values outside the training range or category set, by column.",
+            ["column"],
+            registry=registry,
+        )
+        self._batch_metrics(registry, prediction_buckets)
+        self._model_metrics(registry)
+
+    def _batch_metrics(self, registry: CollectorRegistry, buckets: Sequence[float]) -> None:
+        self.rows = Counter("mlops_predicted_rows", "Rows predicted.", registry=registry)
+        self.batch_rows = Histogram(
+            "mlops_batch_size_rows",
+            "Rows per predict call.",
+            buckets=ROW_BUCKETS,
+            registry=registry,
+        )
+        self.batch_requests = Histogram(
+            "mlops_batch_size_requests",
+            "Requests coalesced into one predict call.",
+            buckets=ROW_BUCKETS,
+            registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "mlops_batch_queue_wait_seconds",
+            "Time a request waited in the batch queue before its predict call started.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.predict_seconds = Histogram(
+            "mlops_batch_predict_duration_seconds",
+            "Duration of one predict call (a whole batch).",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.classes = Counter(
+            "mlops_predictions",
+            "Predicted labels of classifiers, by class.",
+            ["class"],
+            registry=registry,
+        )
+        self.values = Histogram(
+            "mlops_prediction_value",
+            "Predicted values of regressors.",
+            buckets=tuple(buckets),
+            registry=registry,
+        )
+
+    def _model_metrics(self, registry: CollectorRegistry) -> None:
+        self.model_info = Gauge(
+            "mlops_model_info",
+            "The model serving predictions (value 1); earlier ones drop to 0.",
+            ["name", "version", "alias", "run_id"],
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.model_ready = Gauge(
+            "mlops_model_ready",
+            "1 when a model is loaded, warmed up and the server is not draining.",
+            multiprocess_mode="livemin",
+            registry=registry,
+        )
+        self.load_seconds = Gauge(
+            "mlops_model_load_duration_seconds",
+            "Time the current model took to resolve, load and warm up.",
+            multiprocess_mode="livemax",
+            registry=registry,
+        )
+        self.loads = Counter(
+            "mlops_model_loads",
+            "Model loads by kind (initial, reload) and result (success, failure).",
+            ["kind", "result"],
+            registry=registry,
+        )
+        self.registry_errors = Counter(
+            "mlops_registry_errors",
+            "Failed registry look-ups while watching the alias.",
+            registry=registry,
+        )
+
+    def exposition(self) -> bytes:
+        if not self.multiprocess:
+            return bytes(generate_latest(self.registry))
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        return bytes(generate_latest(merged))
+
+    def observe_batch(self, waits: Sequence[float]) -> None:
+        self.batch_requests.observe(len(waits))
+        for wait in waits:
+            self.queue_wait.observe(wait)
+
+    def observe_predict(
+        self, model: ServedModel, seconds: float, parts: Sequence[Prediction]
+    ) -> None:
+        self.predict_seconds.observe(seconds)
+        values = [part.values for part in parts]
+        n_rows = sum(len(v) if hasattr(v, "__len__") else 1 for v in values)
+        self.batch_rows.observe(n_rows)
+        self.rows.inc(n_rows)
+        if model.task == "classification" or model.classes:
+            self._count_classes(values)
+        elif model.task == "regression":
+            for value in np.concatenate([np.ravel(v) for v in values]).astype(float):
+                self.values.observe(value)
+
+    def _count_classes(self, values: list[Any]) -> None:
+        labels, counts = np.unique(
+            np.concatenate([np.ravel(v) for v in values]), return_counts=True
+        )
+        for label, count in zip(labels.tolist(), counts.tolist(), strict=True):
+            self.classes.labels(str(label)).inc(count)
+
+    def model_loaded(self, model: ServedModel, previous: ServedModel | None, kind: str) -> None:
+        if previous is not None:
+            self.model_info.labels(*_info_labels(previous)).set(0)
+        self.model_info.labels(*_info_labels(model)).set(1)
+        self.load_seconds.set(model.load_seconds)
+        self.loads.labels(kind, "success").inc()
+
+
+def _info_labels(model: ServedModel) -> tuple[str, str, str, str]:
+    ref = model.ref
+    return ref.name, ref.version, ref.alias, ref.run_id

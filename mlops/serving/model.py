@@ -1,0 +1,244 @@
+"""A loaded, warmed-up model and how it predicts a batch of validated rows.
+
+Any MLflow pyfunc model with a column signature is served. Two predictors:
+
+* `EstimatorPredictor`, the fast path: scikit-learn models (our linear and forest pipelines, or
+  any `sklearn` flavor model) and our PyTorch MLP (a pyfunc whose python model has
+  `predict_proba`). It calls the model's own `predict` / `predict_proba` on a float64 DataFrame,
+  skipping pyfunc's schema enforcement: the request was already validated against the signature,
+  and enforcement plus the pyfunc wrapper cost more than a linear model's whole predict.
+* `PyfuncPredictor` for everything else: `pyfunc.predict(frame, params)`, exact signature dtypes.
+
+A model is ready only after it answered a warm-up prediction on its input example (or, without
+one, a row built from the data profile); `load_model` raises `ModelLoadError` otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import sklearn
+
+from mlops.serving.errors import InputError, ModelLoadError
+from mlops.serving.schema import InputSchema, OutputSpec, data_profile, input_schema, output_spec
+from mlops.serving.source import ModelRef, ModelSource, resolve
+from mlops.serving.validate import Table, table_from_columns, table_from_frame, to_frame
+
+
+@dataclass(frozen=True)
+class Options:
+    """What a request asks of the model besides predictions."""
+
+    probabilities: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)  # passed to generic pyfunc models
+
+
+@dataclass(frozen=True)
+class Prediction:
+    values: Any  # np.ndarray or list: one entry per input row (generic models may differ)
+    probabilities: np.ndarray | None = None
+
+
+class Predictor(Protocol):
+    exact_types: bool
+    classes: tuple[Any, ...]
+
+    def predict(self, frame: pd.DataFrame, options: Options) -> Prediction: ...
+
+
+class EstimatorPredictor:
+    """Anything with `predict(frame)` (and `predict_proba(frame)` for probabilities)."""
+
+    exact_types = False
+
+    def __init__(self, estimator: Any, method: str = "predict", classes: Sequence[Any] = ()):
+        self.estimator = estimator
+        self.method = getattr(estimator, method)
+        self.proba = getattr(estimator, "predict_proba", None)
+        found = getattr(estimator, "classes_", None)
+        self.classes = tuple(np.asarray(found).tolist()) if found is not None else tuple(classes)
+
+    def predict(self, frame: pd.DataFrame, options: Options) -> Prediction:
+        # Rows were checked already; sklearn's own finiteness and parameter checks are skipped.
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            values = np.asarray(self.method(frame))
+            probabilities = self.proba(frame) if options.probabilities and self.proba else None
+        return Prediction(values, probabilities)
+
+
+class _PythonModelEstimator:
+    """Our pyfunc python models (the PyTorch MLP) seen as an estimator."""
+
+    def __init__(self, python_model: Any, context: Any) -> None:
+        self.python_model = python_model
+        self.context = context
+
+    def predict(self, frame: pd.DataFrame) -> Any:
+        return self.python_model.predict(self.context, frame)
+
+    def predict_proba(self, frame: pd.DataFrame) -> Any:
+        return self.python_model.predict_proba(frame)
+
+
+class PyfuncPredictor:
+    exact_types = True
+    classes: tuple[Any, ...] = ()
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(self, frame: pd.DataFrame, options: Options) -> Prediction:
+        return Prediction(
+            _row_values(self.model.predict(frame, params=dict(options.params) or None))
+        )
+
+
+def _row_values(output: Any) -> Any:
+    if isinstance(output, pd.DataFrame):
+        if output.shape[1] == 1:
+            return output.iloc[:, 0].to_numpy()
+        return output.to_dict(orient="records")
+    if isinstance(output, pd.Series):
+        return output.to_numpy()
+    return output
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    ref: ModelRef
+    schema: InputSchema
+    output: OutputSpec
+    predictor: Predictor
+    fast_path: bool
+    task: str = ""
+    load_seconds: float = 0.0
+
+    @property
+    def classes(self) -> tuple[Any, ...]:
+        return self.predictor.classes or self.output.classes
+
+    @property
+    def supports_probabilities(self) -> bool:
+        return isinstance(self.predictor, EstimatorPredictor) and self.predictor.proba is not None
+
+    def check_options(self, options: Options) -> None:
+        if options.probabilities and not self.supports_probabilities:
+            raise InputError("this model does not return class probabilities", "bad_params")
+        if options.params and self.fast_path:
+            name = next(iter(options.params))
+            raise InputError(f"unknown param {name[:64]!r}: only 'probabilities'", "bad_params")
+
+    def predict(self, tables: Sequence[Table], options: Options) -> Prediction:
+        data = tables[0].data if len(tables) == 1 else np.concatenate([t.data for t in tables])
+        return self.predictor.predict(
+            to_frame(self.schema, data, self.predictor.exact_types), options
+        )
+
+
+def load_model(source: ModelSource, warmup_rows: int, threads: int) -> ServedModel:
+    """Resolve, load and warm up `source` (blocking; run it in a thread). `threads` caps torch's
+    intra-op threads: requests are parallel already, and on 2 cores torch's default of one
+    thread per core makes a small MLP about 10x slower (measured)."""
+    started = time.perf_counter()
+    _import_skops_without_torch()
+    try:
+        ref = resolve(source)
+        pyfunc_model = mlflow.pyfunc.load_model(ref.uri)
+    except Exception as err:  # MLflow, the network, the file system, the model's own code
+        raise ModelLoadError(f"cannot load model {source.uri}: {one_line(err)}") from err
+    if "torch" in sys.modules:  # imported by the model itself; never imported for sklearn
+        sys.modules["torch"].set_num_threads(threads)
+    profile = data_profile(pyfunc_model.metadata.metadata)
+    signature = pyfunc_model.metadata.signature
+    predictor = _predictor(pyfunc_model, profile)
+    model = ServedModel(
+        ref=ref,
+        schema=input_schema(signature, profile, ref.uri),
+        output=output_spec(signature, profile),
+        predictor=predictor,
+        fast_path=isinstance(predictor, EstimatorPredictor),
+        task=str((profile or {}).get("task", "")),
+    )
+    warm_up(model, pyfunc_model.input_example, warmup_rows)
+    seconds = time.perf_counter() - started
+    return dataclasses.replace(model, load_seconds=seconds)
+
+
+def _import_skops_without_torch() -> None:
+    """Import skops before any model needs it, with torch hidden. On import, skops lists every
+    scikit-learn estimator by walking sklearn's packages, which imports
+    `sklearn.externals.array_api_compat.torch` and so torch itself: 4 s and about 200 MB
+    (measured) that a scikit-learn model never uses. A torch model imports torch when it loads."""
+    if "skops.io" in sys.modules or "torch" in sys.modules:
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` fail fast
+    try:
+        importlib.import_module("skops.io")
+    finally:
+        del sys.modules["torch"]
+
+
+def _predictor(pyfunc_model: Any, profile: dict[str, Any] | None) -> Predictor:
+    flavors = pyfunc_model.metadata.flavors
+    if "sklearn" in flavors:
+        method = flavors.get("python_function", {}).get("predict_fn", "predict")
+        return EstimatorPredictor(pyfunc_model.get_raw_model(), method)
+    python_model = getattr(pyfunc_model._model_impl, "python_model", None)
+    if profile is not None and callable(getattr(python_model, "predict_proba", None)):
+        context = getattr(pyfunc_model._model_impl, "context", None)
+        estimator = _PythonModelEstimator(python_model, context)
+        return EstimatorPredictor(estimator, classes=profile.get("classes", ()))
+    return PyfuncPredictor(pyfunc_model)
+
+
+def warm_up(model: ServedModel, example: Any, rows: int) -> None:
+    """Predict the example, then `rows` copies of it; refuse a model that fails or returns junk."""
+    try:
+        table = example_table(model.schema, example)
+        check_prediction(model.predict([table], Options()), table.n_rows)
+        batch = [table] * max(1, rows // table.n_rows)
+        check_prediction(model.predict(batch, Options()), table.n_rows * len(batch))
+    except Exception as err:  # whatever the model raises, it is not ready
+        raise ModelLoadError(
+            f"warm-up prediction failed for {model.ref.uri}: {one_line(err)}"
+        ) from err
+
+
+def example_table(schema: InputSchema, example: Any) -> Table:
+    if isinstance(example, pd.DataFrame) and len(example) and set(schema.names) <= set(example):
+        return table_from_frame(schema, example)
+    return table_from_columns(schema, {c.name: [_typical(c)] for c in schema.columns}, 1)
+
+
+def _typical(column: Any) -> Any:
+    if column.categories:
+        return sorted(column.categories)[0]
+    kinds = {"number": 0.0, "integer": 0, "string": "", "boolean": False}
+    if column.kind == "number" and column.low is not None and column.high is not None:
+        return (column.low + column.high) / 2
+    return kinds.get(column.kind)
+
+
+def check_prediction(prediction: Prediction, n_rows: int) -> None:
+    values = prediction.values
+    if not hasattr(values, "__len__") or len(values) != n_rows:
+        raise ModelLoadError(
+            f"model returned a prediction that is not one entry per row ({n_rows})"
+        )
+    array = np.asarray(values)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise ModelLoadError("model returned NaN or infinite predictions")
+
+
+def one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:300] if text else ''}"
