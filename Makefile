@@ -152,7 +152,7 @@ k8s-validate: $(VENV)/.installed ## Offline: build every overlay, check Kubernet
 MODEL_URI ?=
 
 .PHONY: serve bench
-serve: | $(VENV)/.installed ## Serve MODEL_URI (default: the champion) on HOST:PORT; see mlops/serving/README.md
+serve: | $(VENV)/.installed ## Serve MODEL_URI (default: the champion) on HOST:PORT; see docs/serving.md
 	$(PY) scripts/serve.py --config $(CONFIG) --host $(HOST) --port $(PORT) \
 		$(if $(MODEL_URI),--model-uri $(MODEL_URI)) $(ARGS)
 

@@ -243,7 +243,7 @@ class PromoteConfig:
 
 @dataclass(frozen=True)
 class ServeConfig:
-    # The model server (mlops/serving/README.md). HOST, PORT and MODEL_URI in the environment
+    # The model server (docs/serving.md). HOST, PORT and MODEL_URI in the environment
     # (or --host, --port, --model-uri) override host, port and models:/<registered_model>@alias.
     host: str = "127.0.0.1"
     port: int = 8080

@@ -3,7 +3,7 @@
 python scripts/serve.py --config configs/default.yaml [--host 0.0.0.0] [--port 8080]
     [--model-uri models:/<name>@champion] [--workers 2]
 Environment: HOST, PORT, MODEL_URI (flags win), MLOPS_API_TOKEN, MLOPS_ADMIN_TOKEN,
-MLFLOW_TRACKING_URI. Endpoints and settings: mlops/serving/README.md.
+MLFLOW_TRACKING_URI. Endpoints and settings: docs/serving.md.
 """
 
 from __future__ import annotations
