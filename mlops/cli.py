@@ -22,6 +22,8 @@ DEFAULT_CONFIG = Path("configs/default.yaml")
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+# promote: the challenger failed a gate and nothing moved, a normal outcome (k8s Jobs map it to 0).
+EXIT_NOT_PROMOTED = 3
 
 log = logging.getLogger("mlops")
 

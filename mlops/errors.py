@@ -17,3 +17,11 @@ class DataError(MLOpsError):
 
 class TrackingError(MLOpsError):
     """The MLflow tracking server or registry cannot be used."""
+
+
+class TuneError(MLOpsError):
+    """A tuning session cannot start or its workers stopped before the studies were done."""
+
+
+class RegistryError(MLOpsError):
+    """A registered model, version or alias that a step needs is missing or unusable."""

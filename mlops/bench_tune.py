@@ -1,0 +1,114 @@
+"""Benchmark of the tune step (`make bench-tune`): what tracking costs, what a second worker buys.
+
+1. Tracking overhead: the config's tuning session (its families and trial count, one worker) run
+   untracked and tracked (a child run per trial, the parent's summary, importances and plots),
+   each on fresh temporary stores. The seed makes both run the same trials.
+   overhead = (tracked - untracked) / tracked. Goal: at most 10 %.
+2. Parallel speed-up: the scikit-learn families, `parallel_trials` trials each, tracked, with one
+   worker and with two. speed-up = time(1 worker) / time(2 workers). Goal: at least 1.6x on 2 cores.
+
+Each side runs `repeats` times in A-B-B-A order and its fastest time counts; a short tracked
+warm-up runs first, so no measurement pays for first imports (MLflow's store, matplotlib).
+Refits and registration are not part of a session, so they are not timed. Nothing touches the
+repository's stores: OPTUNA_STORAGE and MLFLOW_TRACKING_URI point into a temporary folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mlops.config import Config
+from mlops.tracking import configure_tracking, use_experiment
+from mlops.train import PreparedData, load_prepared
+from mlops.tune import run_session
+
+log = logging.getLogger(__name__)
+
+SKLEARN_FAMILIES = ("linear", "random_forest")
+OVERHEAD_GOAL = 0.10
+SPEEDUP_GOAL = 1.6
+
+
+def bench_tune(config: Config, parallel_trials: int, repeats: int, out: Path) -> dict[str, Any]:
+    """Run both measurements `repeats` times, interleaved; write and return the figures."""
+    prepared = load_prepared(config)
+    sklearn = _with(config, families=SKLEARN_FAMILIES, trials=parallel_trials)
+    runs = {
+        "untracked": (config, False),
+        "tracked": (config, True),
+        "one_worker": (sklearn, True),
+        "two_workers": (_with(sklearn, workers=2), True),
+    }
+    # A-B-B-A order, so a slow spell on a shared machine hits both sides alike; the minimum of a
+    # side is its least disturbed time.
+    order = ["untracked", "tracked", "tracked", "untracked"] * repeats
+    order += ["one_worker", "two_workers", "two_workers", "one_worker"] * repeats
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    with tempfile.TemporaryDirectory(prefix="bench-tune-") as folder:
+        root = Path(folder)
+        _timed(_with(config, trials=2), prepared, root / "warmup", track=True)
+        for i, name in enumerate(order):
+            run_config, track = runs[name]
+            seconds[name].append(_timed(run_config, prepared, root / f"{i}-{name}", track))
+    best = {name: min(times) for name, times in seconds.items()}
+    results = {
+        "cpus": len(os.sched_getaffinity(0)),
+        "seconds": seconds,
+        "tracking": {
+            "families": list(config.tune.families),
+            "trials_per_family": config.tune.trials,
+            "overhead": (best["tracked"] - best["untracked"]) / best["tracked"],
+            "goal_max": OVERHEAD_GOAL,
+        },
+        "parallel": {
+            "families": list(SKLEARN_FAMILIES),
+            "trials_per_family": parallel_trials,
+            "speedup": best["one_worker"] / best["two_workers"],
+            "goal_min": SPEEDUP_GOAL,
+        },
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _with(config: Config, **tune: Any) -> Config:
+    if "families" in tune:
+        tune["families"] = tuple(tune["families"])
+    return dataclasses.replace(config, tune=dataclasses.replace(config.tune, **tune))
+
+
+def _timed(config: Config, prepared: PreparedData, folder: Path, track: bool) -> float:
+    with _stores(folder):
+        configure_tracking()
+        experiment_id = use_experiment(config.experiment) if track else None
+        result = run_session(config, prepared, experiment_id)
+    log.info("%s: %.1f s", folder.name, result.seconds)
+    return result.seconds
+
+
+@contextmanager
+def _stores(folder: Path) -> Iterator[None]:
+    """Fresh Optuna and MLflow stores in `folder` for this process and its worker processes."""
+    folder.mkdir(parents=True)
+    names = ("OPTUNA_STORAGE", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ["OPTUNA_STORAGE"] = f"sqlite:///{folder / 'optuna.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -1,0 +1,187 @@
+"""The promote step: gate the challenger against the champion on the test split, move the aliases.
+
+python scripts/promote.py --config configs/default.yaml [--version N] [--ignore-champion]
+python scripts/promote.py --config configs/default.yaml --rollback
+
+Both models are loaded from the registry and evaluated on the same held-out test split, after
+checking that both were trained on the data prepared now (mlops/gates.py has the gates). Every
+decision is recorded twice: as an MLflow run (`mlops.step=promote`, metrics of both, the gates,
+`decision.json`) and as `promotion.*` tags on the challenger's version. A pass points `previous`
+at the old champion, then moves `champion` in one registry call; a failure moves nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+
+from mlops.config import Config
+from mlops.errors import RegistryError
+from mlops.evaluate import check_metric, evaluate
+from mlops.gates import Gate, Verdict, metric_gates, same_data
+from mlops.loading import latency_p95_ms, load_registered, trained_on
+from mlops.registry import CHALLENGER, CHAMPION, PREVIOUS, find_alias
+from mlops.tracking import configure_tracking, use_experiment
+from mlops.train import PreparedData, load_prepared
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decision:
+    model: str
+    challenger: str
+    champion: str | None
+    data_digest: str
+    verdict: Verdict
+    # "challenger" / "champion" -> test metrics; empty when the data gates refused to compare.
+    metrics: dict[str, dict[str, float]]
+    latency_p95_ms: float | None
+
+    @property
+    def promoted(self) -> bool:
+        return self.verdict.passed
+
+
+def promote(config: Config, version: str | None = None, ignore_champion: bool = False) -> Decision:
+    """Decide on `version` (default: @challenger); move `champion` to it if every gate passes."""
+    for metric in (config.promote.metric, *config.promote.thresholds):
+        check_metric(config.data.task, metric)
+    prepared = load_prepared(config)
+    configure_tracking()
+    use_experiment(config.experiment)
+    name = config.registered_model
+    challenger = version or _required_alias(name, CHALLENGER)
+    champion = None if ignore_champion else _alias_version(name, CHAMPION)
+    decision = _decide(config, prepared, challenger, champion)
+    _record(decision, ignore_champion)
+    if decision.promoted:
+        client = MlflowClient()
+        if champion is not None:
+            client.set_registered_model_alias(name, PREVIOUS, champion)
+        client.set_registered_model_alias(name, CHAMPION, challenger)
+        log.info("%s v%s is @%s (previous: %s)", name, challenger, CHAMPION, champion)
+    return decision
+
+
+def rollback(config: Config) -> tuple[str | None, str]:
+    """Point `champion` back at `previous` (and drop `previous`); return (from, to) versions."""
+    configure_tracking()
+    name, client = config.registered_model, MlflowClient()
+    target = _required_alias(name, PREVIOUS)
+    current = _alias_version(name, CHAMPION)
+    client.set_registered_model_alias(name, CHAMPION, target)
+    client.delete_registered_model_alias(name, PREVIOUS)
+    now = _now()
+    client.set_model_version_tag(name, target, "rollback.restored_at", now)
+    if current is not None:
+        client.set_model_version_tag(name, current, "rollback.demoted_at", now)
+    log.info("rolled %s @%s back from v%s to v%s", name, CHAMPION, current, target)
+    return current, target
+
+
+def _decide(
+    config: Config, prepared: PreparedData, challenger: str, champion: str | None
+) -> Decision:
+    name, digest = config.registered_model, prepared.digest
+    base = Decision(name, challenger, champion, digest, Verdict(()), {}, None)
+    if champion == challenger:
+        return _with(base, (Gate("champion", False, f"v{challenger} is the champion already"),))
+    data = [same_data("data:challenger", digest, trained_on(name, challenger))]
+    if champion is not None:
+        data.append(same_data("data:champion", digest, trained_on(name, champion)))
+    if not all(gate.passed for gate in data):
+        return _with(base, tuple(data))
+    metrics, latency = _measure(config, prepared, challenger, champion)
+    gates = metric_gates(config.promote, metrics["challenger"], metrics.get("champion"), latency)
+    return Decision(name, challenger, champion, digest, Verdict((*data, *gates)), metrics, latency)
+
+
+def _measure(
+    config: Config, prepared: PreparedData, challenger: str, champion: str | None
+) -> tuple[dict[str, dict[str, float]], float]:
+    """Both models' metrics on the test split, and the challenger's p95 batch latency."""
+    name, task = config.registered_model, config.data.task
+    features, target = prepared.xy("test")
+    metrics = {}
+    if champion is not None:
+        old = load_registered(name, champion)
+        metrics["champion"] = evaluate(old.estimator, features, target, task)
+    new = load_registered(name, challenger)
+    metrics["challenger"] = evaluate(new.estimator, features, target, task)
+    # Timed with the server's torch threads per predict call: what serving will see.
+    gate, threads = config.promote, config.serve.model_threads
+    latency = latency_p95_ms(
+        new.pyfunc, features, gate.latency_batch_rows, gate.latency_repeats, threads
+    )
+    return metrics, latency
+
+
+def _with(decision: Decision, gates: tuple[Gate, ...]) -> Decision:
+    return dataclasses.replace(decision, verdict=Verdict(gates))
+
+
+def _record(decision: Decision, ignore_champion: bool) -> None:
+    verdict = "promoted" if decision.promoted else "not promoted"
+    summary = _summary(decision, verdict, ignore_champion)
+    tags = {"mlops.step": "promote", "mlops.verdict": verdict}
+    with mlflow.start_run(run_name=f"promote-v{decision.challenger}", tags=tags) as run:
+        mlflow.log_params({k: summary[k] for k in ("challenger", "champion", "data_digest")})
+        for role, values in decision.metrics.items():
+            mlflow.log_metrics({f"{role}_test_{k}": v for k, v in values.items()})
+        if decision.latency_p95_ms is not None:
+            mlflow.log_metric("challenger_latency_p95_ms", decision.latency_p95_ms)
+        mlflow.log_dict(summary, "decision.json")
+    client = MlflowClient()
+    for key, value in _version_tags(summary, run.info.run_id).items():
+        client.set_model_version_tag(decision.model, decision.challenger, key, value)
+
+
+def _summary(decision: Decision, verdict: str, ignore_champion: bool) -> dict[str, Any]:
+    return {
+        "verdict": verdict,
+        "challenger": decision.challenger,
+        "champion": decision.champion or "none",
+        "ignored_champion": ignore_champion,
+        "data_digest": decision.data_digest,
+        "time": _now(),
+        "metrics": decision.metrics,
+        "latency_p95_ms": decision.latency_p95_ms,
+        "gates": [asdict(gate) for gate in decision.verdict.gates],
+        "reasons": decision.verdict.reasons,
+    }
+
+
+def _version_tags(summary: dict[str, Any], run_id: str) -> dict[str, str]:
+    plain = {"verdict", "champion", "data_digest", "time"}
+    tags = {f"promotion.{k}": str(v) for k, v in summary.items() if k in plain}
+    tags["promotion.reasons"] = "; ".join(summary["reasons"]) or "every gate passed"
+    tags["promotion.metrics"] = json.dumps(
+        summary["metrics"] | {"latency": summary["latency_p95_ms"]}
+    )
+    tags["promotion.gates"] = json.dumps(summary["gates"])
+    tags["promotion.run_id"] = run_id
+    return tags
+
+
+def _alias_version(name: str, alias: str) -> str | None:
+    found = find_alias(name, alias)
+    return None if found is None else str(found.version)
+
+
+def _required_alias(name: str, alias: str) -> str:
+    version = _alias_version(name, alias)
+    if version is None:
+        raise RegistryError(f"registered model {name!r} has no @{alias} version")
+    return version
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,226 @@
+"""The tune step: an Optuna study per family, then the best trial refit and registered.
+
+python scripts/tune.py --config configs/default.yaml [--workers N] [--trials N] [--timeout S]
+
+One MLflow parent run per session (tag `mlops.step=tune`) holds the session's settings and each
+study's summary and plots; every trial is a light child run (mlops/tuning/trial_runs.py). The
+best complete trial over the families is refit with `train.run_family`, so it is logged exactly
+like train's models, nested under the session, and registered as `challenger`. Studies persist
+(`tune.storage` / OPTUNA_STORAGE): running the step again resumes them (mlops/tuning/study.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+
+import mlflow
+import optuna
+from mlflow import MlflowClient
+from mlflow.entities import Param
+from optuna.exceptions import ExperimentalWarning
+
+from mlops.config import Config, as_dict
+from mlops.errors import TuneError
+from mlops.evaluate import check_metric, greater_is_better
+from mlops.models.families import family_params
+from mlops.provenance import git_commit
+from mlops.registry import CHALLENGER, register
+from mlops.tracking import configure_tracking, use_experiment
+from mlops.train import FamilyRun, PreparedData, fit_inputs, load_prepared, run_family
+from mlops.tuning.space import trial_params
+from mlops.tuning.study import open_storage, open_study, shown_url, storage_url, study_name
+from mlops.tuning.summary import StudySummary, log_summary, summarize
+from mlops.tuning.workers import Progress, Session, run_workers, trial_threads
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    summaries: dict[str, StudySummary]
+    parent_run_id: str | None
+    seconds: float
+
+    @property
+    def complete(self) -> bool:
+        return all(s.finished >= s.target for s in self.summaries.values())
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    session: SessionResult
+    best: StudySummary
+    version: str
+    refit: FamilyRun | None  # None when this trial was registered before (version reused)
+
+
+def tune(config: Config) -> TuneResult:
+    check_metric(config.data.task, config.train.selection_metric)
+    prepared = load_prepared(config)
+    configure_tracking()
+    session = run_session(config, prepared, use_experiment(config.experiment))
+    best = _best(session.summaries, config.train.selection_metric)
+    version, refit = _register(config, prepared, best, session.parent_run_id)
+    return TuneResult(session=session, best=best, version=version, refit=refit)
+
+
+def run_session(config: Config, prepared: PreparedData, experiment_id: str | None) -> SessionResult:
+    """Run the trials of every configured family, then summarise each study.
+
+    With an `experiment_id`, the session is a parent run there and every trial a child run;
+    without one, nothing goes to MLflow (the benchmark's untracked baseline).
+    """
+    started = time.perf_counter()
+    url = storage_url(config.tune)
+    names: dict[str, str] = {
+        f: study_name(config, f, prepared.digest) for f in config.tune.families
+    }
+    storage = open_storage(url, config.tune)
+    studies: dict[str, optuna.Study] = {f: open_study(storage, n, config) for f, n in names.items()}
+    parent = _start_parent_run(config, prepared, experiment_id, url) if experiment_id else None
+    session = Session(
+        config=config,
+        inputs=fit_inputs(config, prepared),
+        storage_url=url,
+        studies=names,
+        target=config.tune.trials,
+        deadline=time.time() + config.tune.timeout_s if config.tune.timeout_s else None,
+        tracking_uri=mlflow.get_tracking_uri(),
+        experiment_id=experiment_id,
+        parent_run_id=parent,
+    )
+    status = "FAILED"
+    try:
+        summaries = _run_and_summarise(session, studies, config.tune.workers)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise TuneError("tuning interrupted; run it again to resume the studies") from None
+    finally:
+        if parent is not None:
+            MlflowClient().set_terminated(parent, status)
+    return SessionResult(summaries, parent, time.perf_counter() - started)
+
+
+def _run_and_summarise(
+    session: Session, studies: dict[str, optuna.Study], workers: int
+) -> dict[str, StudySummary]:
+    progress = Progress(studies, session.target, sys.stderr)
+    with warnings.catch_warnings():
+        # Heartbeats, stale-trial retries and the matplotlib plots are experimental in Optuna 5.
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        previous = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress line says it all
+        try:
+            progress.update()
+            exits = run_workers(session, workers, progress)
+        finally:
+            progress.close()
+            optuna.logging.set_verbosity(previous)
+        summaries = {f: summarize(study, f, session.target) for f, study in studies.items()}
+        _check_finished(summaries, exits, session.deadline)
+        if session.parent_run_id is not None:
+            for family, summary in summaries.items():
+                log_summary(session.parent_run_id, studies[family], summary)
+    return summaries
+
+
+def _check_finished(
+    summaries: dict[str, StudySummary], exits: list[int | None], deadline: float | None
+) -> None:
+    short = {f: f"{s.finished}/{s.target}" for f, s in summaries.items() if s.finished < s.target}
+    crashed = [code for code in exits if code != 0]
+    if crashed:
+        log.warning("worker exit codes %s (negative: killed by that signal)", exits)
+    if short and deadline is not None and time.time() >= deadline:
+        log.warning("timeout: studies stopped short %s; run again to continue", short)
+    elif short:
+        raise TuneError(f"workers stopped (exit codes {exits}) with studies short {short}")
+
+
+def _start_parent_run(config: Config, prepared: PreparedData, experiment_id: str, url: str) -> str:
+    client = MlflowClient()
+    tags = {"mlops.step": "tune", "mlops.data_digest": prepared.digest}
+    run = client.create_run(experiment_id, tags=tags, run_name="tune-session")
+    tune = config.tune
+    params = {
+        "families": ",".join(tune.families),
+        "trials": tune.trials,
+        "timeout_s": tune.timeout_s,
+        "workers": tune.workers,
+        "sampler": tune.sampler,
+        "pruner": tune.pruner,
+        "storage": shown_url(url),
+        "metric": config.train.selection_metric,
+        "data_digest": prepared.digest,
+        "git_commit": git_commit(),
+    }
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    client.log_dict(run.info.run_id, as_dict(config), "config.yaml")
+    return str(run.info.run_id)
+
+
+def _best(summaries: dict[str, StudySummary], metric: str) -> StudySummary:
+    scored = [s for s in summaries.values() if s.best_value is not None]
+    if not scored:
+        raise TuneError("no trial completed in any study: nothing to register")
+    sign = 1.0 if greater_is_better(metric) else -1.0
+    return max(scored, key=lambda s: sign * float(s.best_value or 0.0))
+
+
+def _register(
+    config: Config, prepared: PreparedData, best: StudySummary, parent_run_id: str | None
+) -> tuple[str, FamilyRun | None]:
+    """Refit and register the best trial, unless it is registered already (then move the alias)."""
+    name = config.registered_model
+    known = _registered_version(config, best)
+    if known is not None:
+        MlflowClient().set_registered_model_alias(name, CHALLENGER, known)
+        log.info("best trial already registered as %s v%s: now @%s", name, known, CHALLENGER)
+        return known, None
+    refit = _refit(config, prepared, best, parent_run_id)
+    tags = {
+        "family": best.family,
+        "data_digest": prepared.digest,
+        "git_commit": git_commit(),
+        "study": best.study_name,
+        "trial": str(best.best_trial),
+        "params": _params_tag(best),
+    }
+    return register(refit.model_uri, name, CHALLENGER, tags), refit
+
+
+def _refit(
+    config: Config, prepared: PreparedData, best: StudySummary, parent_run_id: str | None
+) -> FamilyRun:
+    """The best trial's model, fitted and logged by train's own code, nested under the session."""
+    params = trial_params(family_params(config.train, best.family), best.best_params)
+    run_name = f"{best.family}-tuned-trial-{best.best_trial}"
+    with trial_threads(len(os.sched_getaffinity(0))):  # as the trial ran: the same model
+        refit = run_family(config, best.family, params, prepared, run_name=run_name)
+    tags = {"mlops.step": "tune", "mlops.study": best.study_name, "mlops.trial": best.best_trial}
+    if parent_run_id is not None:
+        tags["mlflow.parentRunId"] = parent_run_id
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(refit.run_id, key, str(value))
+    return refit
+
+
+def _registered_version(config: Config, best: StudySummary) -> str | None:
+    """The version already registered from this study's best trial (same params), if any."""
+    filter_string = f"name = '{config.registered_model}' and tags.study = '{best.study_name}'"
+    for version in MlflowClient().search_model_versions(filter_string):
+        if version.tags.get("params") == _params_tag(best):
+            return str(version.version)
+    return None
+
+
+def _params_tag(best: StudySummary) -> str:
+    return json.dumps(best.best_params, sort_keys=True)

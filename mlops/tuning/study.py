@@ -1,0 +1,177 @@
+"""Where studies live, what they are called, and how many trials they may finish.
+
+Storage: an Optuna RDB storage, the SQLite file `tune.storage` by default or `OPTUNA_STORAGE`
+(`postgresql://user:pass@host/db`, for several machines on one study). Trials record a heartbeat;
+a trial whose worker went silent for `grace_period_s` (killed, out of memory, machine lost) is
+failed by the next worker that looks, and re-queued as a WAITING trial with the same params.
+
+The budget: a study must end with exactly `tune.trials` finished (COMPLETE or PRUNED) trials,
+however many workers race for the last ones. Optuna's `MaxTrialsCallback` checks before a trial
+starts, so two workers can both start the last one. Here each trial, once RUNNING, counts the
+trials ahead of it: finished ones, and RUNNING or WAITING ones with a smaller number. Trial
+numbers are handed out under a lock on the study row, so every smaller-numbered trial is visible
+by then. If that count already reaches the target, the trial is surplus: it ends FAILED (with
+the user attribute `mlops.surplus`) and is not counted. Two trials can never both take the last
+slot: the one with the larger number sees the other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import urllib.parse
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from mlops.config import Config, TuneConfig
+from mlops.evaluate import greater_is_better
+from mlops.models.families import family_params
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SURPLUS_ATTR = "mlops.surplus"
+_SQLITE = "sqlite:///"
+
+
+def storage_url(tune: TuneConfig) -> str:
+    return os.environ.get("OPTUNA_STORAGE") or tune.storage
+
+
+def shown_url(url: str) -> str:
+    """The storage URL with any password hidden, for logs and run params."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
+def open_storage(url: str, tune: TuneConfig) -> RDBStorage:
+    """The RDB storage at `url`, with heartbeats and retries of trials whose worker died."""
+    if url.startswith(_SQLITE) and url != f"{_SQLITE}:memory:":
+        _prepare_sqlite(Path(url.removeprefix(_SQLITE)))
+    with warnings.catch_warnings():
+        # Heartbeats and the retry callback are marked experimental; we rely on them knowingly.
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return RDBStorage(
+            url,
+            engine_kwargs=_engine_kwargs(url),
+            heartbeat_interval=tune.heartbeat_interval_s,
+            grace_period=tune.grace_period_s,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(tune.max_retries),
+        )
+
+
+def _prepare_sqlite(path: Path) -> None:
+    """Create the folder; switch the file to write-ahead logging (a setting stored in the file).
+
+    With the default rollback journal, readers block the writer: two workers on one file spent
+    50 ms of storage time per trial instead of 35 ms (measured with a trivial objective).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path, timeout=60)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL").fetchall()
+
+
+def _engine_kwargs(url: str) -> dict[str, object]:
+    if url.startswith("sqlite"):
+        # Several worker processes write one file: wait for the lock instead of failing at 5 s.
+        return {"connect_args": {"timeout": 60}}
+    # Server databases drop idle connections; check before use.
+    return {"pool_pre_ping": True}
+
+
+def study_name(config: Config, family: str, data_digest: str) -> str:
+    """Same data and same objective (family, params, space, metric, seed): same study, resumed.
+
+    Changing only `tune.trials`, the timeout, the workers or the sampler continues the study;
+    changing what a trial computes starts a new one, so no study mixes incomparable values.
+    """
+    objective = {
+        "family": family,
+        "task": config.data.task,
+        "metric": config.train.selection_metric,
+        "seed": config.seed,
+        "params": asdict(family_params(config.train, family)),
+        "space": {k: asdict(v) for k, v in config.tune.search_space.get(family, {}).items()},
+    }
+    text = json.dumps(objective, sort_keys=True, default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{config.tune.study_prefix}-{config.experiment}-{family}-{data_digest[:8]}-{digest}"
+
+
+def open_study(storage: RDBStorage, name: str, config: Config, worker: int = 0) -> optuna.Study:
+    """Create or load the study `name`; the sampler's seed is (seed, worker, trials so far)."""
+    direction = "maximize" if greater_is_better(config.train.selection_metric) else "minimize"
+    study = optuna.create_study(
+        storage=storage, study_name=name, direction=direction, load_if_exists=True
+    )
+    existing = len(study.get_trials(deepcopy=False))
+    study.sampler = make_sampler(config.tune, _seed(config.seed, worker, existing))
+    study.pruner = make_pruner(config.tune)
+    return study
+
+
+def make_sampler(tune: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
+    if tune.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    # constant_liar: parallel workers treat running trials as bad, so they spread out.
+    return optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=tune.startup_trials, constant_liar=True
+    )
+
+
+def make_pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
+    if tune.pruner == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=tune.startup_trials, n_warmup_steps=tune.pruner_warmup_epochs
+        )
+    if tune.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, tune.pruner_warmup_epochs))
+    return optuna.pruners.NopPruner()
+
+
+def _seed(seed: int, worker: int, existing: int) -> int:
+    # A resumed study or another worker must not replay the first session's random points.
+    return int(np.random.SeedSequence([seed, worker, existing]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class Counts:
+    finished: int
+    running: int
+    waiting: int
+
+    def can_start(self, target: int) -> bool:
+        """A new trial may count: WAITING ones are re-queued trials that nobody runs yet."""
+        if self.finished >= target:
+            return False
+        return self.waiting > 0 or self.finished + self.running < target
+
+
+def count_trials(study: optuna.Study) -> Counts:
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return Counts(
+        finished=sum(s in FINISHED for s in states),
+        running=states.count(TrialState.RUNNING),
+        waiting=states.count(TrialState.WAITING),
+    )
+
+
+def claims_slot(study: optuna.Study, number: int, target: int) -> bool:
+    """Whether the RUNNING trial `number` is within the target (see the module docstring)."""
+    ahead = 0
+    for trial in study.get_trials(deepcopy=False):
+        if trial.number == number:
+            continue
+        queued = trial.state in (TrialState.RUNNING, TrialState.WAITING)
+        ahead += trial.state in FINISHED or (queued and trial.number < number)
+    return ahead < target

@@ -1,0 +1,109 @@
+"""The summary of a study, logged on the tuning session's parent run.
+
+Per family: best value, trial and params, trial counts by state, parameter importances
+(PED-ANOVA, Optuna's default evaluator; it needs only numpy) and three figures drawn with
+Optuna's matplotlib backend (plotly is not a dependency): optimisation history, parameter
+importances and parallel coordinates. Everything covers the whole study, earlier sessions included.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import optuna
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from optuna.exceptions import ExperimentalWarning
+from optuna.trial import TrialState
+
+from mlops import plots
+from mlops.tuning.study import FINISHED, SURPLUS_ATTR
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    family: str
+    study_name: str
+    target: int
+    # Trial states (COMPLETE, PRUNED, FAIL, RUNNING, WAITING) plus SURPLUS: failed on purpose
+    # because the target was reached (see study.py); those are not in FAIL.
+    counts: dict[str, int]
+    best_value: float | None
+    best_trial: int | None
+    best_params: dict[str, Any]
+    importances: dict[str, float]
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.get(state.name, 0) for state in FINISHED)
+
+
+def summarize(study: optuna.Study, family: str, target: int) -> StudySummary:
+    trials = study.get_trials(deepcopy=False)
+    counts = Counter("SURPLUS" if t.user_attrs.get(SURPLUS_ATTR) else t.state.name for t in trials)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = study.best_trial if complete else None
+    return StudySummary(
+        family=family,
+        study_name=study.study_name,
+        target=target,
+        counts=dict(sorted(counts.items())),
+        best_value=best.value if best else None,
+        best_trial=best.number if best else None,
+        best_params=dict(best.params) if best else {},
+        importances=_importances(study, len(complete)),
+    )
+
+
+def log_summary(run_id: str, study: optuna.Study, summary: StudySummary) -> None:
+    client, family = MlflowClient(), summary.family
+    metrics: dict[str, float] = {
+        f"{family}.trials_{state.lower()}": n for state, n in summary.counts.items()
+    }
+    if summary.best_value is not None:
+        metrics[f"{family}.best_value"] = summary.best_value
+    metrics |= {f"{family}.importance.{k}": v for k, v in summary.importances.items()}
+    params = {f"{family}.best.{k}": v for k, v in summary.best_params.items()}
+    params |= {f"{family}.study": summary.study_name, f"{family}.best_trial": summary.best_trial}
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in metrics.items()],
+        params=[Param(k, str(v)) for k, v in params.items()],
+    )
+    client.log_dict(run_id, asdict(summary), f"{family}/summary.json")
+    for name, figure in _figures(study, summary).items():
+        client.log_figure(run_id, figure, f"{family}/plots/{name}")
+        plots.close(figure)
+
+
+def _importances(study: optuna.Study, complete: int) -> dict[str, float]:
+    # PED-ANOVA needs two complete trials and at least one searched setting.
+    if complete < 2 or not study.best_trial.params:
+        return {}
+    return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+
+
+def _figures(study: optuna.Study, summary: StudySummary) -> dict[str, Any]:
+    if summary.best_value is None:
+        return {}
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    from optuna.visualization import matplotlib as optuna_plots  # imports pyplot: keep it lazy
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        figures = {"optimization_history.png": optuna_plots.plot_optimization_history(study)}
+        if summary.best_params:
+            figures["parallel_coordinate.png"] = optuna_plots.plot_parallel_coordinate(study)
+        if summary.importances:
+            figures["param_importances.png"] = optuna_plots.plot_param_importances(study)
+    return {name: axes.figure for name, axes in figures.items()}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

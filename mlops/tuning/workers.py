@@ -1,0 +1,227 @@
+"""Running trials: the loop of one worker, N worker processes on one study, the progress line.
+
+A worker takes the families in order and runs one trial at a time in the first study that may
+still start one (see `Counts.can_start`); when every unfinished study is only waiting for trials
+that other workers run, it fails stale trials (dead workers) and polls. It stops when every study
+has its target or the session's deadline has passed; a trial in progress always finishes.
+
+`make tune WORKERS=N` runs N workers: the calling process and N - 1 child processes (real OS
+processes: a killed one takes only its own trial down); each gets cpu_count / N threads so they do
+not fight over cores (`trial_threads`). One worker alone is reproducible from the seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import TextIO
+
+import mlflow
+import optuna
+import torch
+from optuna.exceptions import ExperimentalWarning
+from optuna.trial import TrialState
+
+from mlops.cli import setup_logging
+from mlops.config import Config
+from mlops.errors import MLOpsError
+from mlops.models.families import FitInputs
+from mlops.tuning.objective import Objective, SurplusTrial
+from mlops.tuning.study import FINISHED, count_trials, open_storage, open_study
+from mlops.tuning.trial_runs import TrialRecorder
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.5
+EXIT_WORKER_ERROR = 1
+
+
+@dataclass(frozen=True)
+class Session:
+    """What every worker of one tuning session needs; sent as is to worker processes."""
+
+    config: Config
+    inputs: FitInputs
+    storage_url: str
+    studies: dict[str, str]  # family -> study name, in tuning order
+    target: int
+    deadline: float | None  # time.time() after which no trial starts
+    tracking_uri: str
+    experiment_id: str | None  # None: trials are not logged to MLflow (benchmark)
+    parent_run_id: str | None
+
+
+def work(session: Session, worker: int = 0, after_trial: Callable[[], None] | None = None) -> None:
+    """Run trials until every study has `session.target` finished ones or the deadline passes."""
+    storage = open_storage(session.storage_url, session.config.tune)
+    studies = {
+        family: open_study(storage, name, session.config, worker)
+        for family, name in session.studies.items()
+    }
+    with _recorder(session) as recorder:
+        callbacks = [] if recorder is None else [recorder]
+        pending = list(studies)
+        while pending and (session.deadline is None or time.time() < session.deadline):
+            family = _next_family(studies, pending, session.target)
+            if family is None:
+                _fail_stale(studies[f] for f in pending)
+                time.sleep(POLL_S)
+                continue
+            studies[family].optimize(
+                Objective(session.config, family, session.inputs, session.target),
+                n_trials=1,
+                catch=(SurplusTrial,),
+                callbacks=callbacks,
+            )
+            if after_trial is not None:
+                after_trial()
+
+
+def _next_family(studies: dict[str, optuna.Study], pending: list[str], target: int) -> str | None:
+    for family in list(pending):
+        counts = count_trials(studies[family])
+        if counts.finished >= target:
+            pending.remove(family)
+        elif counts.can_start(target):
+            return family
+    return None
+
+
+def _fail_stale(studies: Iterable[optuna.Study]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        for study in studies:
+            optuna.storages.fail_stale_trials(study)
+
+
+def _recorder(session: Session) -> AbstractContextManager[TrialRecorder | None]:
+    if session.experiment_id is None or session.parent_run_id is None:
+        return nullcontext()
+    families = {name: family for family, name in session.studies.items()}
+    metric = session.config.train.selection_metric
+    return TrialRecorder(session.experiment_id, session.parent_run_id, families, metric)
+
+
+def run_workers(session: Session, workers: int, progress: Progress) -> list[int | None]:
+    """Run the session with `workers` workers: this process plus workers - 1 child processes.
+
+    Returns the exit codes of the child processes (0 for this one). Each worker gets an equal
+    share of the CPUs, this one included, so N workers do not fight over cores.
+    """
+    cpus = max(1, len(os.sched_getaffinity(0)) // workers)
+    if workers == 1:
+        with trial_threads(cpus):
+            work(session, 0, after_trial=progress.update)
+        progress.update(force=True)
+        return [0]
+    # Children fork from a server process that imported the tuning code once (seconds saved per
+    # worker), never from this one, which holds database connections and threads.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["mlops.tune"])
+    processes = [
+        context.Process(target=_worker_main, args=(session, i, cpus), name=f"tune-worker-{i}")
+        for i in range(1, workers)
+    ]
+    try:
+        for process in processes:
+            process.start()
+        with trial_threads(cpus):
+            work(session, 0, after_trial=progress.update)
+        while any(process.is_alive() for process in processes):
+            progress.update()
+            time.sleep(POLL_S)
+    finally:
+        for process in (p for p in processes if p.pid is not None):  # started ones
+            if process.is_alive():
+                process.terminate()
+            process.join()
+    progress.update(force=True)
+    return [0, *(process.exitcode for process in processes)]
+
+
+@contextmanager
+def trial_threads(cpus: int) -> Iterator[None]:
+    """Threads while fitting trials: joblib (the forest's n_jobs=-1) gets `cpus`, PyTorch one.
+
+    A small tabular network gains nothing from torch's intra-op thread pool and loses a lot when
+    the cores are busy: an MLP epoch took 15-20 ms on one thread and 200-1000 ms on two on a
+    loaded 2-core machine. One thread also makes the refit of a trial repeat it bit for bit.
+    """
+    saved_env, saved_torch = os.environ.get("LOKY_MAX_CPU_COUNT"), torch.get_num_threads()
+    os.environ["LOKY_MAX_CPU_COUNT"] = str(cpus)  # joblib reads it at each fit
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved_torch)
+        if saved_env is None:
+            os.environ.pop("LOKY_MAX_CPU_COUNT", None)
+        else:
+            os.environ["LOKY_MAX_CPU_COUNT"] = saved_env
+
+
+def _worker_main(session: Session, worker: int, cpus: int) -> None:
+    """Entry point of a worker process."""
+    setup_logging()
+    logging.getLogger("mlops").setLevel(logging.WARNING)  # the first worker shows progress
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    mlflow.set_tracking_uri(session.tracking_uri)
+    try:
+        with trial_threads(cpus):
+            work(session, worker)
+    except MLOpsError as err:
+        log.error("worker %d: %s", worker, err)
+        sys.exit(EXIT_WORKER_ERROR)
+
+
+class Progress:
+    """Finished trials over the target: a bar redrawn in place on a terminal, else log lines.
+
+    Reading the studies costs storage round trips, so it looks at most once a second.
+    """
+
+    def __init__(self, studies: dict[str, optuna.Study], target: int, stream: TextIO) -> None:
+        self.studies, self.target, self.stream = studies, target, stream
+        self.tty = stream.isatty()
+        self.shown, self.looked = -1, -math.inf
+
+    def update(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self.looked < 1.0:
+            return
+        self.looked = time.monotonic()
+        done, best = 0, []
+        for family, study in self.studies.items():
+            trials = study.get_trials(deepcopy=False)
+            done += min(sum(t.state in FINISHED for t in trials), self.target)
+            values = [
+                t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None
+            ]
+            if values:
+                value = max(values) if study.direction.name == "MAXIMIZE" else min(values)
+                best.append(f"{family} {value:.4f}")
+        if done != self.shown:
+            self.shown = done
+            self._show(done, f" (best: {', '.join(best)})" if best else "")
+
+    def close(self) -> None:
+        if self.tty and self.shown >= 0:
+            self.stream.write("\n")
+
+    def _show(self, done: int, best: str) -> None:
+        total = self.target * len(self.studies)
+        text = f"tune: {done}/{total} trials finished{best}"
+        if not self.tty:
+            log.info("%s", text)
+            return
+        filled = 24 * done // max(total, 1)
+        # \r: back to the line's start; ESC[K: clear what a longer line left behind.
+        self.stream.write(f"\r[{'#' * filled}{'.' * (24 - filled)}] {text}\033[K")
+        self.stream.flush()

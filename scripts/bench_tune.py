@@ -1,0 +1,53 @@
+"""Benchmark tuning: MLflow tracking overhead and the speed-up of 2 workers (make bench-tune).
+
+python scripts/bench_tune.py --config configs/default.yaml [--parallel-trials 40] [--repeats 1]
+
+Prints the figures and writes them to bench-results/tune-<config name>.json. Uses temporary
+stores, never the repository's; the prepared data must exist (make prepare).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone, no install
+
+from mlops.bench_tune import bench_tune
+from mlops.cli import EXIT_OK, make_parser, parse, run_step
+from mlops.config import Config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__ or "")
+    parser.add_argument(
+        "--parallel-trials", type=int, default=40, help="trials per scikit-learn family"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="A-B-B-A rounds per comparison (fastest counts)"
+    )
+    args = parse(parser, argv)
+
+    def step(config: Config) -> int:
+        out = Path("bench-results") / f"tune-{args.config.stem}.json"
+        results = bench_tune(config, args.parallel_trials, args.repeats, out)
+        tracking, parallel = results["tracking"], results["parallel"]
+        seconds = {k: ", ".join(f"{s:.1f}" for s in v) for k, v in results["seconds"].items()}
+        print(
+            f"tracking overhead: {tracking['overhead']:.1%} of tuning wall time "
+            f"(tracked {seconds['tracked']} s, untracked {seconds['untracked']} s; "
+            f"goal <= {tracking['goal_max']:.0%})"
+        )
+        print(
+            f"2 workers vs 1: {parallel['speedup']:.2f}x (1 worker {seconds['one_worker']} s, "
+            f"2 workers {seconds['two_workers']} s, {results['cpus']} CPUs; "
+            f"goal >= {parallel['goal_min']}x)"
+        )
+        print(f"written to {out}")
+        return EXIT_OK
+
+    return run_step(args, step)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

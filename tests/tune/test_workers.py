@@ -1,0 +1,92 @@
+"""Worker processes on one study: the exact trial count, a killed worker, resuming a killed run.
+
+scripts/tune.py runs as a real process; tests find a worker's pid on its running trial (the
+`worker` user attribute) and SIGKILL it, as an out-of-memory kill or a lost machine would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from mlops.config import Config
+from tests.e2e.helpers import run_main
+from tests.tune.conftest import (
+    SLOW_TRIALS,
+    TuneConfigFactory,
+    finished,
+    kill,
+    only_study,
+    start_tune,
+    tune_args,
+    wait_for_running_trial,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+FAMILY = "tune.families=[torch_mlp]"
+
+
+@pytest.fixture
+def prepared(tune_config: TuneConfigFactory) -> Config:
+    return tune_config()
+
+
+def test_workers_on_one_study_finish_exactly_the_configured_count(
+    prepared: Config, optuna_storage: str, tmp_path: Path
+) -> None:
+    # Three workers race for the last of 6 slots (one-second trials).
+    args = tune_args(tmp_path, FAMILY, "tune.trials=6")
+    assert run_main("tune.py", *args, "--workers", "3") == 0
+    study = only_study(optuna_storage)
+    assert len(finished(study)) == 6
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    surplus = [t for t in study.trials if t.user_attrs.get("mlops.surplus")]
+    assert all(t.state == TrialState.FAIL for t in surplus)
+
+
+def test_killed_worker_trial_is_failed_and_retried_while_the_others_carry_on(
+    prepared: Config, optuna_storage: str, tmp_path: Path
+) -> None:
+    # Two tuning processes on one study, as two machines would run; one is killed mid-trial.
+    args = tune_args(tmp_path, *SLOW_TRIALS, "tune.trials=4")
+    first = start_tune(tmp_path / "first.log", *args)
+    second = start_tune(tmp_path / "second.log", *args)
+    victim = wait_for_running_trial(optuna_storage, first, min_finished=1)
+    kill(victim.user_attrs["worker"]["pid"])
+    survivor, log = (
+        (second, "second") if victim.user_attrs["worker"]["pid"] == first.pid else (first, "first")
+    )
+    survivor.join(timeout=180)
+    assert survivor.exitcode == 0, (tmp_path / f"{log}.log").read_text()
+    for process in (first, second):
+        process.join(timeout=30)
+    study = only_study(optuna_storage)
+    assert len(finished(study)) == 4
+    killed = study.trials[victim.number]
+    assert killed.state == TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert [t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in retries] == [True]
+    assert retries[0].params == killed.params
+
+
+def test_run_killed_mid_trial_resumes_to_the_target_keeping_finished_trials(
+    prepared: Config, optuna_storage: str, tmp_path: Path
+) -> None:
+    args = tune_args(tmp_path, *SLOW_TRIALS, "tune.trials=3")
+    process = start_tune(tmp_path / "tune.log", *args)
+    victim = wait_for_running_trial(optuna_storage, process, min_finished=1)
+    assert victim.user_attrs["worker"]["pid"] == process.pid
+    kill(process.pid)
+    process.join(timeout=30)
+    before = {t.number: (t.params, t.value) for t in finished(only_study(optuna_storage))}
+    again = start_tune(tmp_path / "again.log", *args)
+    again.join(timeout=180)
+    assert again.exitcode == 0, (tmp_path / "again.log").read_text()
+    study = only_study(optuna_storage)
+    after = {t.number: (t.params, t.value) for t in finished(study)}
+    assert len(after) == 3
+    assert before.items() <= after.items()
+    assert study.trials[victim.number].state == TrialState.FAIL
