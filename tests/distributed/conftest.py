@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +22,8 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import REPO
+from tests.e2e.helpers import wait_for_http
+from tests.serving.server import free_port
 
 SCRIPT = REPO / "scripts" / "throwaway_postgres.sh"
 HOW_TO_GET = "install PostgreSQL (apt-get install postgresql) or set MLOPS_TEST_POSTGRES_URI"
@@ -65,13 +63,6 @@ def create_database(server_uri: str) -> str:
 def postgres_db(postgres_server: str) -> str:
     """A fresh, empty database for one test (the throwaway server goes away with the session)."""
     return create_database(postgres_server)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -119,19 +110,6 @@ class TrackingServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
         self.process = None
-
-
-def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"process for {url} exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer within {timeout_s} s")
 
 
 def point_mlflow_at(server: TrackingServer, monkeypatch: pytest.MonkeyPatch) -> None:

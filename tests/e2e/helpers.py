@@ -6,6 +6,9 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from tests.conftest import FAST_OVERRIDES, REPO
@@ -41,3 +44,16 @@ def config_args(tmp: Path, *overrides: str, base: str = "default.yaml") -> list[
     for override in (*paths, *FAST_OVERRIDES, *overrides):
         args += ["--set", override]
     return args
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"process for {url} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer within {timeout_s} s")

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,29 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.e2e.helpers import config_args, run_main
+from tests.e2e.helpers import config_args, run_main, wait_for_http
+from tests.serving.server import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"mlflow models serve exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.5)
-    raise AssertionError(f"{url} not up after {timeout_s} s")
 
 
 def test_torch_challenger_served_by_mlflow_models_serve(mlflow_store: str, tmp_path: Path) -> None:
@@ -68,7 +47,7 @@ def test_torch_challenger_served_by_mlflow_models_serve(mlflow_store: str, tmp_p
     env = {**os.environ, "PYTHONPATH": "", "PATH": path}
     process = subprocess.Popen(command, cwd=tmp_path, env=env)
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/ping", process, timeout_s=120)
+        wait_for_http(f"http://127.0.0.1:{port}/ping", process, timeout_s=120)
         test = pd.read_parquet(tmp_path / "prepared" / "test.parquet").head(4)
         body = {"dataframe_split": test.drop(columns=["target"]).to_dict(orient="split")}
         body["dataframe_split"].pop("index")
