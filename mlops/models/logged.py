@@ -47,18 +47,17 @@ def requirements(family: str) -> list[str]:
 
 def log_model(model: Any, family: str, features: pd.DataFrame, metadata: dict[str, Any]) -> Any:
     """Log `model` in the active run; return MLflow's `ModelInfo`."""
-    signature = infer_signature(features, model.predict(features))
-    example = features.head(INPUT_EXAMPLE_ROWS)
-    common = {
-        "name": MODEL_NAME,
-        "signature": signature,
-        "input_example": example,
-        "pip_requirements": requirements(family),
-        "metadata": {**metadata, "family": family},
-    }
     with warnings.catch_warnings():
-        # MLflow warns about integer columns and environment inference; both handled here.
+        # MLflow hints that integer outputs cannot hold missing values (predicted labels never
+        # do) and about environment inference (requirements are explicit here).
         warnings.simplefilter("ignore", UserWarning)
+        common = {
+            "name": MODEL_NAME,
+            "signature": infer_signature(features, model.predict(features)),
+            "input_example": features.head(INPUT_EXAMPLE_ROWS),
+            "pip_requirements": requirements(family),
+            "metadata": {**metadata, "family": family},
+        }
         if isinstance(model, TorchMLP):
             return _log_torch(model, common)
         return mlflow.sklearn.log_model(
