@@ -32,15 +32,17 @@ def main(argv: list[str] | None = None) -> int:
         out = Path("bench-results") / f"tune-{args.config.stem}.json"
         results = bench_tune(config, args.parallel_trials, args.repeats, out)
         tracking, parallel = results["tracking"], results["parallel"]
-        seconds = {k: ", ".join(f"{s:.1f}" for s in v) for k, v in results["seconds"].items()}
+        wall = {k: ", ".join(f"{s:.1f}" for s in v) for k, v in results["wall_s"].items()}
+        cpu = {k: ", ".join(f"{s:.1f}" for s in v) for k, v in results["cpu_s"].items()}
         print(
-            f"tracking overhead: {tracking['overhead']:.1%} of tuning wall time "
-            f"(tracked {seconds['tracked']} s, untracked {seconds['untracked']} s; "
-            f"goal <= {tracking['goal_max']:.0%})"
+            f"tracking overhead: {tracking['overhead_wall']:.1%} of tuning wall time "
+            f"(tracked {wall['tracked']} s, untracked {wall['untracked']} s), "
+            f"{tracking['overhead_cpu']:.1%} of CPU time (tracked {cpu['tracked']} s, "
+            f"untracked {cpu['untracked']} s); goal <= {tracking['goal_max']:.0%}"
         )
         print(
-            f"2 workers vs 1: {parallel['speedup']:.2f}x (1 worker {seconds['one_worker']} s, "
-            f"2 workers {seconds['two_workers']} s, {results['cpus']} CPUs; "
+            f"2 workers vs 1: {parallel['speedup']:.2f}x (1 worker {wall['one_worker']} s, "
+            f"2 workers {wall['two_workers']} s, {results['cpus']} CPUs; "
             f"goal >= {parallel['goal_min']}x)"
         )
         print(f"written to {out}")

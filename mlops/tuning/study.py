@@ -54,9 +54,13 @@ def shown_url(url: str) -> str:
     return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
-def open_storage(url: str, tune: TuneConfig) -> RDBStorage:
-    """The RDB storage at `url`, with heartbeats and retries of trials whose worker died."""
-    if url.startswith(_SQLITE) and url != f"{_SQLITE}:memory:":
+def open_storage(url: str, tune: TuneConfig, checked: bool = False) -> RDBStorage:
+    """The RDB storage at `url`, with heartbeats and retries of trials whose worker died.
+
+    `checked`: this session opened it already, so skip creating tables and checking the schema
+    version (Optuna parses its Alembic scripts for that: most of a second per worker).
+    """
+    if url.startswith(_SQLITE) and url != f"{_SQLITE}:memory:" and not checked:
         _prepare_sqlite(Path(url.removeprefix(_SQLITE)))
     with warnings.catch_warnings():
         # Heartbeats and the retry callback are marked experimental; we rely on them knowingly.
@@ -67,6 +71,8 @@ def open_storage(url: str, tune: TuneConfig) -> RDBStorage:
             heartbeat_interval=tune.heartbeat_interval_s,
             grace_period=tune.grace_period_s,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(tune.max_retries),
+            skip_compatibility_check=checked,
+            skip_table_creation=checked,
         )
 
 

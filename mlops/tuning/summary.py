@@ -1,9 +1,10 @@
 """The summary of a study, logged on the tuning session's parent run.
 
 Per family: best value, trial and params, trial counts by state, parameter importances
-(PED-ANOVA, Optuna's default evaluator; it needs only numpy) and three figures drawn with
-Optuna's matplotlib backend (plotly is not a dependency): optimisation history, parameter
-importances and parallel coordinates. Everything covers the whole study, earlier sessions included.
+(PED-ANOVA, Optuna's default evaluator; it needs only numpy) and figures drawn with Optuna's
+matplotlib backend (plotly is not a dependency): optimisation history, parameter importances and
+parallel coordinates (when two settings or more are searched), and the per-epoch metric of every
+PyTorch trial (pruned ones stop early). Everything covers the whole study, earlier sessions too.
 """
 
 from __future__ import annotations
@@ -98,10 +99,13 @@ def _figures(study: optuna.Study, summary: StudySummary) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         figures = {"optimization_history.png": optuna_plots.plot_optimization_history(study)}
-        if summary.best_params:
+        # Parallel coordinates and importances say something only about two settings or more.
+        if len(summary.best_params) > 1:
             figures["parallel_coordinate.png"] = optuna_plots.plot_parallel_coordinate(study)
-        if summary.importances:
+        if len(summary.importances) > 1:
             figures["param_importances.png"] = optuna_plots.plot_param_importances(study)
+        if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+            figures["intermediate_values.png"] = optuna_plots.plot_intermediate_values(study)
     return {name: axes.figure for name, axes in figures.items()}
 
 

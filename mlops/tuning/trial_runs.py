@@ -1,7 +1,7 @@
 """One light MLflow child run per trial, written when the trial ends (an Optuna callback).
 
 Three calls per trial (create, one batch, terminate): params, the objective and every validation
-metric, the per-epoch metric of PyTorch trials as steps, the trial's state and duration. The run
+metric, the epochs a PyTorch trial ran, the trial's state and duration. The run
 is nested under the session's parent run (tag `mlflow.parentRunId`), so worker processes need
 no active run of their own. A killed trial leaves no run behind: its retry is logged instead.
 """
@@ -90,8 +90,10 @@ class TrialRecorder:
             metrics.append(Metric("objective", trial.value, now, 0))
         for name, value in trial.user_attrs.get("validation", {}).items():
             metrics.append(Metric(f"validation_{name}", value, now, 0))
-        for epoch, value in trial.intermediate_values.items():
-            metrics.append(Metric(f"epoch_validation_{self.metric}", value, now, epoch))
+        if trial.intermediate_values:
+            # The per-epoch values stay in the study (plotted on the session's run): one value
+            # per epoch here would double what logging a trial costs.
+            metrics.append(Metric("epochs", len(trial.intermediate_values), now, 0))
         return metrics
 
 

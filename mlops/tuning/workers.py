@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import multiprocessing
+import multiprocessing.connection
 import os
 import sys
 import time
@@ -29,6 +30,7 @@ import optuna
 import torch
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
+from threadpoolctl import threadpool_limits
 
 from mlops.cli import setup_logging
 from mlops.config import Config
@@ -40,7 +42,18 @@ from mlops.tuning.trial_runs import TrialRecorder
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.5
+POLL_S = 0.2  # how often a worker with nothing to start looks again
+# Imported once by the fork server, not by each worker: the tuning code, and what Optuna's RDB
+# storage imports on first use (SQLAlchemy, Alembic: about a second per worker otherwise).
+FORKSERVER_PRELOAD = [
+    "mlops.tune",
+    "sqlalchemy.orm",
+    "sqlalchemy.dialects.sqlite",
+    "sqlalchemy.dialects.postgresql",
+    "alembic.migration",
+    "alembic.script",
+    "optuna.storages._rdb.models",
+]
 EXIT_WORKER_ERROR = 1
 
 
@@ -61,7 +74,7 @@ class Session:
 
 def work(session: Session, worker: int = 0, after_trial: Callable[[], None] | None = None) -> None:
     """Run trials until every study has `session.target` finished ones or the deadline passes."""
-    storage = open_storage(session.storage_url, session.config.tune)
+    storage = open_storage(session.storage_url, session.config.tune, checked=True)
     studies = {
         family: open_study(storage, name, session.config, worker)
         for family, name in session.studies.items()
@@ -125,7 +138,7 @@ def run_workers(session: Session, workers: int, progress: Progress) -> list[int 
     # Children fork from a server process that imported the tuning code once (seconds saved per
     # worker), never from this one, which holds database connections and threads.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["mlops.tune"])
+    context.set_forkserver_preload(FORKSERVER_PRELOAD)
     processes = [
         context.Process(target=_worker_main, args=(session, i, cpus), name=f"tune-worker-{i}")
         for i in range(1, workers)
@@ -135,9 +148,9 @@ def run_workers(session: Session, workers: int, progress: Progress) -> list[int 
             process.start()
         with trial_threads(cpus):
             work(session, 0, after_trial=progress.update)
-        while any(process.is_alive() for process in processes):
+        while alive := [process.sentinel for process in processes if process.is_alive()]:
+            multiprocessing.connection.wait(alive, timeout=1.0)  # returns when one exits
             progress.update()
-            time.sleep(POLL_S)
     finally:
         for process in (p for p in processes if p.pid is not None):  # started ones
             if process.is_alive():
@@ -149,17 +162,22 @@ def run_workers(session: Session, workers: int, progress: Progress) -> list[int 
 
 @contextmanager
 def trial_threads(cpus: int) -> Iterator[None]:
-    """Threads while fitting trials: joblib (the forest's n_jobs=-1) gets `cpus`, PyTorch one.
+    """Threads while fitting trials: `cpus` for joblib (the forest's n_jobs=-1) and for BLAS /
+    OpenMP (numpy, scipy, scikit-learn), one for PyTorch.
 
-    A small tabular network gains nothing from torch's intra-op thread pool and loses a lot when
-    the cores are busy: an MLP epoch took 15-20 ms on one thread and 200-1000 ms on two on a
-    loaded 2-core machine. One thread also makes the refit of a trial repeat it bit for bit.
+    Without the BLAS limit, two workers fitting logistic regressions on 2 cores took 7-34 ms a
+    fit instead of 3-5 ms (OpenBLAS threads of both processes spinning). A small tabular network
+    gains nothing from torch's intra-op threads and loses a lot when cores are busy: an MLP epoch
+    took 15-20 ms on one thread, 200-1000 ms on two on a loaded 2-core machine. One thread also
+    makes the refit of a trial repeat it bit for bit.
     """
     saved_env, saved_torch = os.environ.get("LOKY_MAX_CPU_COUNT"), torch.get_num_threads()
     os.environ["LOKY_MAX_CPU_COUNT"] = str(cpus)  # joblib reads it at each fit
     torch.set_num_threads(1)
     try:
-        yield
+        # threadpoolctl: scikit-learn's own dependency for exactly this (not pinned separately).
+        with threadpool_limits(limits=cpus):
+            yield
     finally:
         torch.set_num_threads(saved_torch)
         if saved_env is None:

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mlops.config import Config
 from mlops.prepare import prepare
+from mlops.tuning.workers import FORKSERVER_PRELOAD
 from tests.conftest import ConfigFactory
 from tests.e2e.helpers import config_args, run_main
 
@@ -81,7 +82,7 @@ def start_tune(output: Path, *args: str) -> multiprocessing.Process:
     than this test's, hence the explicit one.
     """
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["mlops.tune"])
+    context.set_forkserver_preload(FORKSERVER_PRELOAD)
     process = context.Process(target=_tune_main, args=(list(args), dict(os.environ), str(output)))
     process.start()
     return process
