@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from mlflow.exceptions import MlflowException
 
 from mlops.config import Config, load_config
 from mlops.errors import MLOpsError
+from mlops.logs import setup_logging
 
 DEFAULT_CONFIG = Path("configs/default.yaml")
 EXIT_OK = 0
@@ -40,19 +39,6 @@ def make_parser(description: str) -> argparse.ArgumentParser:
         help="override a config value, e.g. --set train.torch_mlp.max_epochs=20 (repeatable)",
     )
     return parser
-
-
-def setup_logging() -> None:
-    # Artifact progress bars flood logs and CI output; users can set it back to "true".
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # MLflow and Alembic are chatty at INFO (database migrations, artifact uploads).
-    for name in ("alembic", "mlflow", "urllib3", "matplotlib"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run_step(args: argparse.Namespace, step: Callable[[Config], int]) -> int:

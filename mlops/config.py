@@ -143,7 +143,7 @@ class TuneConfig:
     trials: int = 20
     # Session-wide: no trial starts after this many seconds (null: no limit).
     timeout_s: float | None = None
-    # Worker processes on this machine (`make tune WORKERS=N`); each fits on CPUs / N threads.
+    # Worker processes on this machine (`make tune WORKERS=N`); each fits trials on one thread.
     workers: int = 1
     # "tpe" (after `startup_trials` random ones) or "random". The median pruner also waits for
     # `startup_trials` finished trials before pruning anything.

@@ -11,15 +11,17 @@ like train's models, nested under the session, and registered as `challenger`. S
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
+import uuid
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-import mlflow
 import optuna
 from mlflow import MlflowClient
 from mlflow.entities import Param
@@ -33,10 +35,12 @@ from mlops.provenance import git_commit
 from mlops.registry import CHALLENGER, register
 from mlops.tracking import configure_tracking, use_experiment
 from mlops.train import FamilyRun, PreparedData, fit_inputs, load_prepared, run_family
+from mlops.tuning.session import Session, start_fork_server
 from mlops.tuning.space import trial_params
 from mlops.tuning.study import open_storage, open_study, shown_url, storage_url, study_name
-from mlops.tuning.summary import StudySummary, log_summary, summarize
-from mlops.tuning.workers import Progress, Session, run_workers, trial_threads
+from mlops.tuning.summary import StudySummary, summarize
+from mlops.tuning.trial_runs import TrialLogger
+from mlops.tuning.workers import Progress, run_workers, trial_threads
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,9 @@ log = logging.getLogger(__name__)
 class SessionResult:
     summaries: dict[str, StudySummary]
     parent_run_id: str | None
-    seconds: float
+    seconds: float  # the whole session
+    # Running the trials: workers started, trials run, their MLflow runs and summaries logged.
+    trials_seconds: float
 
     @property
     def complete(self) -> bool:
@@ -77,27 +83,36 @@ def run_session(config: Config, prepared: PreparedData, experiment_id: str | Non
     without one, nothing goes to MLflow (the benchmark's untracked baseline).
     """
     started = time.perf_counter()
+    if config.tune.workers > 1 or experiment_id is not None:
+        start_fork_server()  # imports for seconds, in parallel with what follows
     url = storage_url(config.tune)
     names: dict[str, str] = {
         f: study_name(config, f, prepared.digest) for f in config.tune.families
     }
     storage = open_storage(url, config.tune)
     studies: dict[str, optuna.Study] = {f: open_study(storage, n, config) for f, n in names.items()}
-    parent = _start_parent_run(config, prepared, experiment_id, url) if experiment_id else None
+    session_id = uuid.uuid4().hex[:12]
+    parent = None
+    if experiment_id is not None:
+        parent = _start_parent_run(config, prepared, experiment_id, url, session_id)
     session = Session(
+        id=session_id,
         config=config,
         inputs=fit_inputs(config, prepared),
         storage_url=url,
         studies=names,
         target=config.tune.trials,
         deadline=time.time() + config.tune.timeout_s if config.tune.timeout_s else None,
-        tracking_uri=mlflow.get_tracking_uri(),
         experiment_id=experiment_id,
         parent_run_id=parent,
     )
     status = "FAILED"
     try:
-        summaries = _run_and_summarise(session, studies, config.tune.workers)
+        with _quiet_optuna():
+            trials_started = time.perf_counter()
+            exits = _run_trials(session, studies, config.tune.workers)
+            trials_seconds = time.perf_counter() - trials_started
+            summaries = _summarise(session, studies, exits)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -105,29 +120,41 @@ def run_session(config: Config, prepared: PreparedData, experiment_id: str | Non
     finally:
         if parent is not None:
             MlflowClient().set_terminated(parent, status)
-    return SessionResult(summaries, parent, time.perf_counter() - started)
+    return SessionResult(summaries, parent, time.perf_counter() - started, trials_seconds)
 
 
-def _run_and_summarise(
-    session: Session, studies: dict[str, optuna.Study], workers: int
-) -> dict[str, StudySummary]:
-    progress = Progress(studies, session.target, sys.stderr)
+@contextlib.contextmanager
+def _quiet_optuna() -> Iterator[None]:
     with warnings.catch_warnings():
         # Heartbeats, stale-trial retries and the matplotlib plots are experimental in Optuna 5.
         warnings.simplefilter("ignore", ExperimentalWarning)
         previous = optuna.logging.get_verbosity()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress line says it all
         try:
-            progress.update()
-            exits = run_workers(session, workers, progress)
+            yield
         finally:
-            progress.close()
             optuna.logging.set_verbosity(previous)
-        summaries = {f: summarize(study, f, session.target) for f, study in studies.items()}
-        _check_finished(summaries, exits, session.deadline)
-        if session.parent_run_id is not None:
-            for family, summary in summaries.items():
-                log_summary(session.parent_run_id, studies[family], summary)
+
+
+def _run_trials(
+    session: Session, studies: dict[str, optuna.Study], workers: int
+) -> list[int | None]:
+    """The workers' exit codes, once every trial has finished and has its MLflow run."""
+    progress = Progress(studies, session.target, sys.stderr)
+    tracked = session.experiment_id is not None
+    try:
+        progress.update()
+        with TrialLogger(session) if tracked else contextlib.nullcontext():
+            return run_workers(session, workers, progress)
+    finally:
+        progress.close()
+
+
+def _summarise(
+    session: Session, studies: dict[str, optuna.Study], exits: list[int | None]
+) -> dict[str, StudySummary]:
+    summaries = {f: summarize(study, f, session.target) for f, study in studies.items()}
+    _check_finished(summaries, exits, session.deadline)
     return summaries
 
 
@@ -144,9 +171,11 @@ def _check_finished(
         raise TuneError(f"workers stopped (exit codes {exits}) with studies short {short}")
 
 
-def _start_parent_run(config: Config, prepared: PreparedData, experiment_id: str, url: str) -> str:
+def _start_parent_run(
+    config: Config, prepared: PreparedData, experiment_id: str, url: str, session_id: str
+) -> str:
     client = MlflowClient()
-    tags = {"mlops.step": "tune", "mlops.data_digest": prepared.digest}
+    tags = {"mlops.step": "tune", "mlops.data_digest": prepared.digest, "mlops.session": session_id}
     run = client.create_run(experiment_id, tags=tags, run_name="tune-session")
     tune = config.tune
     params = {

@@ -2,7 +2,8 @@
 
 The PyTorch MLP reports the metric after every epoch, so the pruner can stop a poor trial early;
 a trial whose loss stops being finite is pruned too. Each trial records which worker ran it
-(`worker`: host and pid) and all its validation metrics (`validation`) as user attributes.
+(`worker`: host, pid and session) and all its validation metrics (`validation`) as user
+attributes.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ class Objective:
     family: str
     inputs: FitInputs
     target: int
+    session_id: str
 
     def __call__(self, trial: optuna.Trial) -> float:
         # One write each: every attribute is a round trip to the storage.
-        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+        worker = {"host": socket.gethostname(), "pid": os.getpid(), "session": self.session_id}
+        trial.set_user_attr("worker", worker)
         if not claims_slot(trial.study, trial.number, self.target):
             trial.set_user_attr(SURPLUS_ATTR, True)
             raise SurplusTrial(f"trial {trial.number}: the study has its {self.target} trials")

@@ -6,8 +6,9 @@ that other workers run, it fails stale trials (dead workers) and polls. It stops
 has its target or the session's deadline has passed; a trial in progress always finishes.
 
 `make tune WORKERS=N` runs N workers: the calling process and N - 1 child processes (real OS
-processes: a killed one takes only its own trial down); each gets cpu_count / N threads so they do
-not fight over cores (`trial_threads`). One worker alone is reproducible from the seed.
+processes: a killed one takes only its own trial down). Each fits on one thread
+(`trial_threads`), so N workers use N cores without fighting over them. One worker alone is
+reproducible from the seed.
 """
 
 from __future__ import annotations
@@ -21,55 +22,25 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from contextlib import contextmanager
 from typing import TextIO
 
-import mlflow
 import optuna
 import torch
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
-from mlops.cli import setup_logging
-from mlops.config import Config
 from mlops.errors import MLOpsError
-from mlops.models.families import FitInputs
+from mlops.logs import setup_logging
 from mlops.tuning.objective import Objective, SurplusTrial
+from mlops.tuning.session import BackgroundStart, Session, process_context
 from mlops.tuning.study import FINISHED, count_trials, open_storage, open_study
-from mlops.tuning.trial_runs import TrialRecorder
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2  # how often a worker with nothing to start looks again
-# Imported once by the fork server, not by each worker: the tuning code, and what Optuna's RDB
-# storage imports on first use (SQLAlchemy, Alembic: about a second per worker otherwise).
-FORKSERVER_PRELOAD = [
-    "mlops.tune",
-    "sqlalchemy.orm",
-    "sqlalchemy.dialects.sqlite",
-    "sqlalchemy.dialects.postgresql",
-    "alembic.migration",
-    "alembic.script",
-    "optuna.storages._rdb.models",
-]
 EXIT_WORKER_ERROR = 1
-
-
-@dataclass(frozen=True)
-class Session:
-    """What every worker of one tuning session needs; sent as is to worker processes."""
-
-    config: Config
-    inputs: FitInputs
-    storage_url: str
-    studies: dict[str, str]  # family -> study name, in tuning order
-    target: int
-    deadline: float | None  # time.time() after which no trial starts
-    tracking_uri: str
-    experiment_id: str | None  # None: trials are not logged to MLflow (benchmark)
-    parent_run_id: str | None
 
 
 def work(session: Session, worker: int = 0, after_trial: Callable[[], None] | None = None) -> None:
@@ -79,23 +50,17 @@ def work(session: Session, worker: int = 0, after_trial: Callable[[], None] | No
         family: open_study(storage, name, session.config, worker)
         for family, name in session.studies.items()
     }
-    with _recorder(session) as recorder:
-        callbacks = [] if recorder is None else [recorder]
-        pending = list(studies)
-        while pending and (session.deadline is None or time.time() < session.deadline):
-            family = _next_family(studies, pending, session.target)
-            if family is None:
-                _fail_stale(studies[f] for f in pending)
-                time.sleep(POLL_S)
-                continue
-            studies[family].optimize(
-                Objective(session.config, family, session.inputs, session.target),
-                n_trials=1,
-                catch=(SurplusTrial,),
-                callbacks=callbacks,
-            )
-            if after_trial is not None:
-                after_trial()
+    pending = list(studies)
+    while pending and (session.deadline is None or time.time() < session.deadline):
+        family = _next_family(studies, pending, session.target)
+        if family is None:
+            _fail_stale(studies[f] for f in pending)
+            time.sleep(POLL_S)
+            continue
+        objective = Objective(session.config, family, session.inputs, session.target, session.id)
+        studies[family].optimize(objective, n_trials=1, catch=(SurplusTrial,))
+        if after_trial is not None:
+            after_trial()
 
 
 def _next_family(studies: dict[str, optuna.Study], pending: list[str], target: int) -> str | None:
@@ -115,43 +80,32 @@ def _fail_stale(studies: Iterable[optuna.Study]) -> None:
             optuna.storages.fail_stale_trials(study)
 
 
-def _recorder(session: Session) -> AbstractContextManager[TrialRecorder | None]:
-    if session.experiment_id is None or session.parent_run_id is None:
-        return nullcontext()
-    families = {name: family for family, name in session.studies.items()}
-    metric = session.config.train.selection_metric
-    return TrialRecorder(session.experiment_id, session.parent_run_id, families, metric)
-
-
 def run_workers(session: Session, workers: int, progress: Progress) -> list[int | None]:
     """Run the session with `workers` workers: this process plus workers - 1 child processes.
 
-    Returns the exit codes of the child processes (0 for this one). Each worker gets an equal
-    share of the CPUs, this one included, so N workers do not fight over cores.
+    Returns the exit codes of the child processes (0 for this one). Every worker fits on one
+    thread (`trial_threads`): trials, not threads inside a trial, are what runs in parallel.
     """
-    cpus = max(1, len(os.sched_getaffinity(0)) // workers)
     if workers == 1:
-        with trial_threads(cpus):
+        with trial_threads(1):
             work(session, 0, after_trial=progress.update)
         progress.update(force=True)
         return [0]
-    # Children fork from a server process that imported the tuning code once (seconds saved per
-    # worker), never from this one, which holds database connections and threads.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(FORKSERVER_PRELOAD)
+    context = process_context()
     processes = [
-        context.Process(target=_worker_main, args=(session, i, cpus), name=f"tune-worker-{i}")
+        context.Process(target=_worker_main, args=(session, i), name=f"tune-worker-{i}")
         for i in range(1, workers)
     ]
+    starting = BackgroundStart(processes)
     try:
-        for process in processes:
-            process.start()
-        with trial_threads(cpus):
+        with trial_threads(1):
             work(session, 0, after_trial=progress.update)
+        starting.join()
         while alive := [process.sentinel for process in processes if process.is_alive()]:
             multiprocessing.connection.wait(alive, timeout=1.0)  # returns when one exits
             progress.update()
     finally:
+        starting.thread.join()
         for process in (p for p in processes if p.pid is not None):  # started ones
             if process.is_alive():
                 process.terminate()
@@ -162,14 +116,15 @@ def run_workers(session: Session, workers: int, progress: Progress) -> list[int 
 
 @contextmanager
 def trial_threads(cpus: int) -> Iterator[None]:
-    """Threads while fitting trials: `cpus` for joblib (the forest's n_jobs=-1) and for BLAS /
-    OpenMP (numpy, scipy, scikit-learn), one for PyTorch.
+    """Threads while fitting: `cpus` for joblib (the forest's n_jobs=-1) and for BLAS / OpenMP
+    (numpy, scipy, scikit-learn), one for PyTorch. Workers use `cpus=1`.
 
-    Without the BLAS limit, two workers fitting logistic regressions on 2 cores took 7-34 ms a
-    fit instead of 3-5 ms (OpenBLAS threads of both processes spinning). A small tabular network
-    gains nothing from torch's intra-op threads and loses a lot when cores are busy: an MLP epoch
-    took 15-20 ms on one thread, 200-1000 ms on two on a loaded 2-core machine. One thread also
-    makes the refit of a trial repeat it bit for bit.
+    Why one: several workers with thread pools of their own oversubscribe the cores (two workers
+    fitting logistic regressions on 2 cores took 7-34 ms a fit instead of 3-5 ms, OpenBLAS threads
+    spinning), and a small tabular network gains nothing from torch's intra-op threads and loses a
+    lot when cores are busy (an MLP epoch: 15-20 ms on one thread, 200-1000 ms on two on a loaded
+    2-core machine). So tuning uses N cores through N workers. One torch thread also makes the
+    refit of a trial repeat it bit for bit.
     """
     saved_env, saved_torch = os.environ.get("LOKY_MAX_CPU_COUNT"), torch.get_num_threads()
     os.environ["LOKY_MAX_CPU_COUNT"] = str(cpus)  # joblib reads it at each fit
@@ -186,14 +141,13 @@ def trial_threads(cpus: int) -> Iterator[None]:
             os.environ["LOKY_MAX_CPU_COUNT"] = saved_env
 
 
-def _worker_main(session: Session, worker: int, cpus: int) -> None:
+def _worker_main(session: Session, worker: int) -> None:
     """Entry point of a worker process."""
     setup_logging()
     logging.getLogger("mlops").setLevel(logging.WARNING)  # the first worker shows progress
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    mlflow.set_tracking_uri(session.tracking_uri)
     try:
-        with trial_threads(cpus):
+        with trial_threads(1):
             work(session, worker)
     except MLOpsError as err:
         log.error("worker %d: %s", worker, err)

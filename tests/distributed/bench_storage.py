@@ -21,8 +21,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from mlops.cli import setup_logging
 from mlops.config import Config, load_config
+from mlops.logs import setup_logging
 from mlops.tracking import configure_tracking, use_experiment
 from mlops.train import PreparedData, load_prepared
 from mlops.tune import run_session

@@ -7,12 +7,12 @@ seconds.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import optuna
@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mlops.config import Config
 from mlops.prepare import prepare
-from mlops.tuning.workers import FORKSERVER_PRELOAD
+from mlops.tuning.session import process_context
 from tests.conftest import ConfigFactory
 from tests.e2e.helpers import config_args, run_main
 
@@ -74,16 +74,16 @@ def tune_args(tmp: Path, *overrides: str) -> list[str]:
     return config_args(tmp, *TUNE_FAST, *overrides)
 
 
-def start_tune(output: Path, *args: str) -> multiprocessing.Process:
+def start_tune(output: Path, *args: str) -> BaseProcess:
     """scripts/tune.py's main in a separate process, its output in `output`.
 
     The process forks from the fork server the tune step itself uses (the tuning code imported
     once), so it starts in milliseconds instead of seconds. The server's environment is older
     than this test's, hence the explicit one.
     """
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(FORKSERVER_PRELOAD)
-    process = context.Process(target=_tune_main, args=(list(args), dict(os.environ), str(output)))
+    process = process_context().Process(
+        target=_tune_main, args=(list(args), dict(os.environ), str(output))
+    )
     process.start()
     return process
 
@@ -107,9 +107,7 @@ def finished(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
 
 
-def wait_for_running_trial(
-    url: str, process: multiprocessing.Process, min_finished: int
-) -> FrozenTrial:
+def wait_for_running_trial(url: str, process: BaseProcess, min_finished: int) -> FrozenTrial:
     """A trial that started a moment ago (its heartbeat is recorded), once enough are finished.
 
     Trials interrupted this way must last a few seconds (`SLOW_TRIALS`), or the one picked may

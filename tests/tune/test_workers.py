@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
 import pytest
 from optuna.trial import TrialState
 
@@ -45,6 +46,10 @@ def test_workers_on_one_study_finish_exactly_the_configured_count(
     assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
     surplus = [t for t in study.trials if t.user_attrs.get("mlops.surplus")]
     assert all(t.state == TrialState.FAIL for t in surplus)
+    trial_runs = mlflow.search_runs(
+        experiment_names=["breast-cancer"], filter_string="tags.`mlops.trial_state` != ''"
+    )
+    assert sorted(trial_runs["tags.mlops.trial"].astype(int)) == [t.number for t in finished(study)]
 
 
 def test_killed_worker_trial_is_failed_and_retried_while_the_others_carry_on(
