@@ -9,7 +9,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 CONFIG ?= configs/default.yaml
+# ARGS reach every step a target runs (prepare included), so only what all take: --set k=v.
+# Flags of one script go in TUNE_ARGS (--trials, --timeout, --family) or BENCH_ARGS.
 ARGS ?=
+TUNE_ARGS ?=
+BENCH_ARGS ?=
 NAME := $(basename $(notdir $(CONFIG)))
 STAMPS := .make/$(NAME)
 PKG_SOURCES := $(shell find mlops -name '*.py' 2>/dev/null)
@@ -29,7 +33,7 @@ DOCKER_BUILD_ARGS ?=
 help: ## List every target with a one-line description
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
-	@echo "Variables: CONFIG=$(CONFIG) ARGS='$(ARGS)' WORKERS=$(WORKERS) VERSION=$(VERSION) HOST=$(HOST) PORT=$(PORT) IMAGE=$(IMAGE) TAG=$(TAG) OVERLAY=$(OVERLAY)"
+	@echo "Variables: CONFIG=$(CONFIG) ARGS='$(ARGS)' TUNE_ARGS='$(TUNE_ARGS)' BENCH_ARGS='$(BENCH_ARGS)' WORKERS=$(WORKERS) VERSION=$(VERSION) HOST=$(HOST) PORT=$(PORT) IMAGE=$(IMAGE) TAG=$(TAG) OVERLAY=$(OVERLAY)"
 
 # The virtual environment is a file target: rebuilt only when the requirements change.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -50,7 +54,7 @@ $(STAMPS)/train: $(STAMPS)/prepare $(CONFIG) $(PKG_SOURCES) scripts/train.py | $
 	$(PY) scripts/train.py --config $(CONFIG) $(ARGS)
 	@mkdir -p $(@D) && touch $@
 
-TUNE = $(PY) scripts/tune.py --config $(CONFIG) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
+TUNE = $(PY) scripts/tune.py --config $(CONFIG) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS) $(TUNE_ARGS)
 PROMOTE = $(PY) scripts/promote.py --config $(CONFIG) $(if $(VERSION),--version $(VERSION)) $(ARGS)
 
 # After train, so that tune's best is the `challenger` promote judges.
@@ -78,7 +82,7 @@ all: $(STAMPS)/promote ## Run the whole pipeline on CONFIG (prepare -> train -> 
 
 .PHONY: bench-tune
 bench-tune: $(STAMPS)/prepare | $(VENV)/.installed ## Benchmark tuning: tracking overhead, 2-worker speed-up
-	$(PY) scripts/bench_tune.py --config $(CONFIG) $(ARGS)
+	$(PY) scripts/bench_tune.py --config $(CONFIG) $(ARGS) $(BENCH_ARGS)
 
 # Tracking server: backend store and artifact destination as MLflow names them; defaults are the
 # embedded store, so the server shows the same runs as `make ui`.
@@ -158,7 +162,7 @@ serve: | $(VENV)/.installed ## Serve MODEL_URI (default: the champion) on HOST:P
 
 # Trains its own small models in a temp store; several minutes; not run by CI.
 bench: | $(VENV)/.installed ## Our server vs `mlflow models serve`, side by side -> bench-results/serving.md
-	$(PY) scripts/bench_serve.py --config $(CONFIG) --out bench-results $(ARGS)
+	$(PY) scripts/bench_serve.py --config $(CONFIG) --out bench-results $(ARGS) $(BENCH_ARGS)
 
 # ---- Quality ------------------------------------------------------------------------------
 

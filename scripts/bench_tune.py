@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
             f"CPUs; goal >= {parallel['goal_min']}x); whole session with summaries "
             f"{parallel['session_speedup']:.2f}x ({wall['one_worker']} s, {wall['two_workers']} s)"
         )
+        print(
+            f"this machine's own 2-core ceiling (forest fits, 1 vs 2 at once): "
+            f"{parallel['machine_ceiling']:.2f}x, so the speed-up is "
+            f"{parallel['speedup'] / parallel['machine_ceiling']:.0%} of what 2 cores gave here"
+        )
         print(f"written to {out}")
         return EXIT_OK
 

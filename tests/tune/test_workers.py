@@ -6,6 +6,7 @@ scripts/tune.py runs as a real process; tests find a worker's pid on its running
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import mlflow
@@ -13,6 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 from mlops.config import Config
+from mlops.tuning.session import BackgroundStart, process_context
 from tests.e2e.helpers import run_main
 from tests.tune.conftest import (
     SLOW_TRIALS,
@@ -95,3 +97,11 @@ def test_run_killed_mid_trial_resumes_to_the_target_keeping_finished_trials(
     assert len(after) == 3
     assert before.items() <= after.items()
     assert study.trials[victim.number].state == TrialState.FAIL
+
+
+def test_a_process_that_cannot_start_fails_loudly_not_in_its_thread() -> None:
+    # Worker processes start from a background thread; a failed start must reach the caller.
+    unpicklable = process_context().Process(target=lambda: None)
+    starting = BackgroundStart([unpicklable])
+    with pytest.raises((pickle.PicklingError, AttributeError)):
+        starting.join()
