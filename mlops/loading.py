@@ -17,10 +17,10 @@ import mlflow.models
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-import torch
 from mlflow import MlflowClient
 
 from mlops.errors import RegistryError
+from mlops.models.torch_mlp import torch_thread_limit
 
 
 @dataclass(frozen=True)
@@ -66,15 +66,11 @@ def latency_p95_ms(
     thread pool's overhead, not the arithmetic, dominates (about 10x on a busy 2-core machine).
     """
     batch = features.sample(n=rows, replace=rows > len(features), random_state=0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(torch_threads)
-    try:
+    with torch_thread_limit(torch_threads):
         pyfunc.predict(batch)
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
             pyfunc.predict(batch)
             times.append((time.perf_counter() - started) * 1000.0)
-    finally:
-        torch.set_num_threads(threads)
     return float(np.percentile(times, 95))

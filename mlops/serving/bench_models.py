@@ -7,8 +7,6 @@ small so the benchmark trains them in seconds: a 100-tree forest, a (64, 32) MLP
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import mlflow
@@ -18,6 +16,7 @@ from sklearn.datasets import load_breast_cancer
 from mlops.config import ForestParams, LinearParams, MLPParams
 from mlops.models.families import FamilyParams, FitInputs, fit_family
 from mlops.models.logged import log_model
+from mlops.models.torch_mlp import torch_thread_limit
 from mlops.profile import build_profile
 from mlops.registry import CHAMPION, register
 from mlops.tracking import use_experiment
@@ -50,7 +49,7 @@ def register_bench_models(families: list[str]) -> list[BenchModel]:
     models = []
     for family in families:
         inputs = FitInputs((frame, target), (frame, target), kinds, "classification", seed=0)
-        with one_torch_thread(family):
+        with torch_thread_limit(1):  # one thread: a small MLP trains about 10x faster
             model = fit_family(family, FAMILIES[family], inputs)
         with mlflow.start_run(run_name=f"bench-{family}"):
             uri = log_model(model, family, frame, metadata).model_uri
@@ -58,19 +57,3 @@ def register_bench_models(families: list[str]) -> list[BenchModel]:
         register(uri, name, CHAMPION, {"purpose": "make bench"})
         models.append(BenchModel(family, f"models:/{name}@{CHAMPION}"))
     return models
-
-
-@contextlib.contextmanager
-def one_torch_thread(family: str) -> Iterator[None]:
-    """A small MLP trains about 10x faster on one thread than on two contending cores."""
-    if family != "torch_mlp":
-        yield
-        return
-    import torch  # only this family needs it
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)

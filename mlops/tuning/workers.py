@@ -26,13 +26,13 @@ from contextlib import contextmanager
 from typing import TextIO
 
 import optuna
-import torch
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
 from mlops.errors import MLOpsError
 from mlops.logs import setup_logging
+from mlops.models.torch_mlp import torch_thread_limit
 from mlops.tuning.objective import Objective, SurplusTrial
 from mlops.tuning.session import BackgroundStart, Session, process_context
 from mlops.tuning.study import FINISHED, count_trials, open_storage, open_study
@@ -126,15 +126,13 @@ def trial_threads(cpus: int) -> Iterator[None]:
     2-core machine). So tuning uses N cores through N workers. One torch thread also makes the
     refit of a trial repeat it bit for bit.
     """
-    saved_env, saved_torch = os.environ.get("LOKY_MAX_CPU_COUNT"), torch.get_num_threads()
+    saved_env = os.environ.get("LOKY_MAX_CPU_COUNT")
     os.environ["LOKY_MAX_CPU_COUNT"] = str(cpus)  # joblib reads it at each fit
-    torch.set_num_threads(1)
     try:
         # threadpoolctl: scikit-learn's own dependency for exactly this (not pinned separately).
-        with threadpool_limits(limits=cpus):
+        with threadpool_limits(limits=cpus), torch_thread_limit(1):
             yield
     finally:
-        torch.set_num_threads(saved_torch)
         if saved_env is None:
             os.environ.pop("LOKY_MAX_CPU_COUNT", None)
         else:

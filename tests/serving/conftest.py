@@ -25,6 +25,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from mlops.config import LinearParams, MLPParams
 from mlops.models.families import FamilyParams, FitInputs, fit_family
 from mlops.models.logged import log_model
+from mlops.models.torch_mlp import torch_thread_limit
 from mlops.profile import build_profile
 from mlops.registry import register
 from mlops.tracking import use_experiment
@@ -94,19 +95,6 @@ def using(store_uri: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Training a tiny MLP on 2 cores is about 10x faster on one thread (thread contention)."""
-    import torch  # only the MLP fixture needs it
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def breast_cancer() -> tuple[pd.DataFrame, pd.Series]:
@@ -180,7 +168,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
         mixed = mixed_frame()
         features, churned = mixed.drop(columns=["churned"]), mixed["churned"]
         mlp = MLPParams(hidden_units=(16,), max_epochs=10, patience=5, device="cpu")
-        with one_torch_thread():
+        with torch_thread_limit(1):  # one thread: a tiny MLP trains about 10x faster
             register(log_ours("torch_mlp", mlp, features, churned), "mixed-mlp", "champion", {})
         diabetes = load_diabetes(as_frame=True)
         ridge = log_ours("linear", LinearParams(), diabetes.data, diabetes.target, "regression")
