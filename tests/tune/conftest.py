@@ -17,6 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from mlops.config import Config
@@ -97,10 +98,10 @@ def _tune_main(args: list[str], env: dict[str, str], output: str) -> None:
     sys.exit(run_main("tune.py", *args))
 
 
-def only_study(url: str) -> optuna.Study:
-    names = optuna.study.get_all_study_names(url)
+def only_study(storage: str | BaseStorage) -> optuna.Study:
+    names = optuna.study.get_all_study_names(storage)
     assert len(names) == 1, names
-    return optuna.load_study(study_name=names[0], storage=url)
+    return optuna.load_study(study_name=names[0], storage=storage)
 
 
 def finished(study: optuna.Study) -> list[FrozenTrial]:
@@ -113,11 +114,14 @@ def wait_for_running_trial(url: str, process: BaseProcess, min_finished: int) ->
     Trials interrupted this way must last a few seconds (`SLOW_TRIALS`), or the one picked may
     end before the kill lands.
     """
+    # One storage for the whole wait: opening one from the URL parses Optuna's schema scripts,
+    # seconds on a loaded machine, longer than the window in which a trial is picked.
+    storage = optuna.storages.RDBStorage(url)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert process.is_alive(), "the tuning process ended before it could be interrupted"
-        if optuna.study.get_all_study_names(url):
-            study = only_study(url)
+        if optuna.study.get_all_study_names(storage):
+            study = only_study(storage)
             trials = study.get_trials(deepcopy=False)
             running = [
                 t
