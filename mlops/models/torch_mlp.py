@@ -99,8 +99,14 @@ class TorchMLP:
     def classes_(self) -> np.ndarray:
         return np.asarray(self.spec.classes)
 
+    def on_features(self) -> TorchMLP:
+        """The same network without the preprocessor: its methods take feature matrices (what
+        the preprocessor outputs). The server transforms request rows itself (serving/columns)."""
+        return TorchMLP(None, self.network, self.spec)
+
     def scores(self, frame: pd.DataFrame) -> np.ndarray:
-        features = np.asarray(self.preprocessor.transform(frame), dtype=np.float32)
+        inputs = frame if self.preprocessor is None else self.preprocessor.transform(frame)
+        features = np.asarray(inputs, dtype=np.float32)
         device = next(self.network.parameters()).device
         self.network.eval()
         with torch.no_grad():

@@ -1,0 +1,101 @@
+"""A faster `ColumnTransformer.transform` for serving: the same fitted transformers, no pandas.
+
+Our models start with a fitted `ColumnTransformer` (impute and scale numbers, impute and one-hot
+encode categories). Its `transform` on a 1-row DataFrame takes about 1.9 ms, while the fitted
+transformers inside it take about 0.26 ms on the same row as a NumPy array (measured on the
+breast-cancer columns): the rest is selecting DataFrame columns, joblib's dispatch and checks.
+`ColumnsPath.transform` gives each fitted transformer its columns straight from the validated
+request matrix and stacks the outputs in the ColumnTransformer's order, exactly as it would.
+
+Only plain layouts qualify (`columns_path` returns None otherwise): columns named by string,
+dense output, dropped remainder, each transformer's columns all numbers or all strings. The
+serving model also checks, at load, that this path predicts exactly what the model itself does
+on the warm-up rows, and uses it only then.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+
+from mlops.serving.schema import InputSchema
+
+_NUMERIC_KINDS = ("number", "integer")
+
+
+@dataclass(frozen=True)
+class _Part:
+    transformer: Any  # fitted; a copy that takes NumPy arrays without feature-name warnings
+    columns: np.ndarray  # indices into the request matrix
+    numeric: bool  # cast to float64, as the DataFrame path's numeric columns are
+
+
+class ColumnsPath:
+    def __init__(self, parts: list[_Part]) -> None:
+        self.parts = parts
+
+    def transform(self, data: np.ndarray) -> np.ndarray:
+        outputs = []
+        for part in self.parts:
+            selected = data[:, part.columns]
+            typed = selected.astype(np.float64) if part.numeric else _nan_for_none(selected)
+            outputs.append(part.transformer.transform(typed))
+        return outputs[0] if len(outputs) == 1 else np.hstack(outputs)
+
+
+def _nan_for_none(values: np.ndarray) -> np.ndarray:
+    """Missing strings as NaN: scikit-learn's imputers see None as missing in a DataFrame
+    column, but only NaN in an object array."""
+    missing = pd.isna(values)
+    if not missing.any():
+        return values
+    values = values.copy()
+    values[missing] = np.nan
+    return values
+
+
+def columns_path(transformer: Any, schema: InputSchema) -> ColumnsPath | None:
+    """A `ColumnsPath` for a fitted ColumnTransformer with a plain layout, else None."""
+    if not isinstance(transformer, ColumnTransformer) or not hasattr(transformer, "transformers_"):
+        return None
+    if getattr(transformer, "sparse_output_", True):
+        return None
+    index = {name: i for i, name in enumerate(schema.names)}
+    kinds = {column.name: column.kind for column in schema.columns}
+    parts = []
+    for name, fitted, columns in transformer.transformers_:
+        if isinstance(fitted, str) and fitted == "drop":
+            continue
+        if name == "remainder" or not _named(columns, index) or isinstance(fitted, str):
+            return None  # a kept remainder or "passthrough": not the layout we handle
+        if len(columns) == 0:  # the ColumnTransformer skips an empty selection too
+            continue
+        part_kinds = {kinds[c] for c in columns}
+        numeric = part_kinds <= set(_NUMERIC_KINDS)
+        if not numeric and part_kinds != {"string"}:
+            return None
+        indices = np.array([index[c] for c in columns], dtype=np.intp)
+        parts.append(_Part(_without_feature_names(fitted), indices, numeric))
+    return ColumnsPath(parts) if parts else None
+
+
+def _named(columns: Any, index: dict[str, int]) -> bool:
+    return isinstance(columns, list) and all(isinstance(c, str) and c in index for c in columns)
+
+
+def _without_feature_names(fitted: Any) -> Any:
+    """A copy whose steps forget the column names they were fitted with: scikit-learn warns on
+    every call when a transformer fitted on a DataFrame is given an array. The names are not
+    used to transform: the columns are selected by position here, in the fitted order."""
+    clone = copy.deepcopy(fitted)
+    steps = [step for _, step in clone.steps] if isinstance(clone, Pipeline) else [clone]
+    for step in steps:
+        if hasattr(step, "feature_names_in_"):
+            del step.feature_names_in_
+    return clone

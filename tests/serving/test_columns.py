@@ -1,0 +1,105 @@
+"""The features path (serving/columns.py): our models' own fitted transformers on the request
+matrix instead of a DataFrame through the ColumnTransformer. It must give what the model gives."""
+
+from __future__ import annotations
+
+import functools
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from mlops.serving import model as served
+from mlops.serving.columns import ColumnsPath, columns_path
+from mlops.serving.model import EstimatorPredictor, Options, load_model
+from mlops.serving.source import parse_source
+from mlops.serving.validate import table_from_frame, to_frame
+from tests.conftest import mixed_frame
+from tests.serving.conftest import Store, breast_cancer, using
+
+pytestmark = pytest.mark.serving
+
+
+def features_of(name: str) -> pd.DataFrame:
+    if name == "mixed-mlp":
+        frame = mixed_frame(seed=1).drop(columns=["churned"])
+        frame.loc[0, "city"] = "marseille"  # a category the model never saw
+        return frame
+    if name == "diabetes":
+        return load_diabetes(as_frame=True).data
+    return breast_cancer()[0]
+
+
+@pytest.mark.parametrize("name", ["bc-linear", "mixed-mlp", "diabetes"])
+def test_our_models_take_the_features_path_and_predict_what_mlflow_predicts(
+    store: Store, name: str
+) -> None:
+    with using(store.uri):
+        model = load_model(parse_source(f"models:/{name}@champion", name), 8, threads=1)
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    predictor = model.predictor
+    assert isinstance(predictor, EstimatorPredictor)
+    assert isinstance(predictor.inputs.__self__, ColumnsPath)  # type: ignore[attr-defined]
+    frame = features_of(name)
+    ours = model.predict([table_from_frame(model.schema, frame)], Options()).values
+    theirs = np.asarray(pyfunc.predict(frame)).reshape(-1)
+    if ours.dtype.kind == "f":
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+    else:
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_the_transform_equals_the_column_transformers_bit_for_bit(store: Store) -> None:
+    with using(store.uri):
+        model = load_model(parse_source("models:/mixed-mlp@champion", "m"), 8, threads=1)
+        pyfunc = mlflow.pyfunc.load_model("models:/mixed-mlp@champion")
+    preprocessor = pyfunc._model_impl.python_model.model.preprocessor
+    table = table_from_frame(model.schema, features_of("mixed-mlp"))
+    path = columns_path(preprocessor, model.schema)
+    assert path is not None
+    expected = preprocessor.transform(to_frame(model.schema, table.data, exact_types=False))
+    np.testing.assert_array_equal(path.transform(table.data), expected)
+
+
+def _scaled(columns: object, remainder: str = "drop", sparse: float = 0.0) -> ColumnTransformer:
+    frame = breast_cancer()[0]
+    transformer = ColumnTransformer(
+        [("scale", StandardScaler(), columns)], remainder=remainder, sparse_threshold=sparse
+    )
+    return transformer.fit(frame)
+
+
+def test_other_layouts_keep_the_dataframe_path(store: Store) -> None:
+    with using(store.uri):
+        schema = load_model(parse_source("models:/bc-linear@champion", "m"), 8, 1).schema
+    names = list(breast_cancer()[0].columns)
+    assert columns_path(_scaled(names[:5]), schema) is not None
+    assert columns_path(_scaled([0, 1, 2]), schema) is None  # columns by position
+    assert columns_path(_scaled(names[:5], remainder="passthrough"), schema) is None
+    assert columns_path(StandardScaler().fit(breast_cancer()[0]), schema) is None
+
+
+def _first_column_doubled(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[[frame.columns[0]]] * 2  # needs a DataFrame: fails on an array
+
+
+def test_a_features_path_that_fails_on_the_warm_up_rows_is_not_used(store: Store) -> None:
+    frame, target = breast_cancer()
+    names = list(frame.columns)
+    doubled = FunctionTransformer(_first_column_doubled)
+    pipeline = Pipeline(
+        [("columns", ColumnTransformer([("f", doubled, names)])), ("model", LogisticRegression())]
+    ).fit(frame, target)
+    with using(store.uri):
+        schema = load_model(parse_source("models:/bc-linear@champion", "m"), 8, 1).schema
+    general = EstimatorPredictor(pipeline, functools.partial(to_frame, schema, exact_types=False))
+    features = served._sklearn_features(pipeline, schema, "predict")
+    assert features is not None
+    assert served._fastest(general, features, schema, frame.head(3)) is general
+    assert served._fastest(general, None, schema, frame.head(3)) is general
