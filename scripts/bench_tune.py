@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{parallel['session_speedup']:.2f}x ({wall['one_worker']} s, {wall['two_workers']} s)"
         )
         print(
+            f"untracked, the workers alone: {parallel['speedup_untracked']:.2f}x (1 worker "
+            f"{trials['one_worker_untracked']} s, 2 workers {trials['two_workers_untracked']} s)"
+        )
+        print(
             f"this machine's own 2-core ceiling (forest fits, 1 vs 2 at once): "
             f"{parallel['machine_ceiling']:.2f}x, so the speed-up is "
             f"{parallel['speedup'] / parallel['machine_ceiling']:.0%} of what 2 cores gave here"
