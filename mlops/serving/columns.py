@@ -5,12 +5,13 @@ encode categories). Its `transform` on a 1-row DataFrame takes about 1.9 ms, whi
 transformers inside it take about 0.26 ms on the same row as a NumPy array (measured on the
 breast-cancer columns): the rest is selecting DataFrame columns, joblib's dispatch and checks.
 `ColumnsPath.transform` gives each fitted transformer its columns straight from the validated
-request matrix and stacks the outputs in the ColumnTransformer's order, exactly as it would.
+request matrix (numbers as float64, missing strings as NaN, as the DataFrame path gives them) and
+stacks the outputs in the ColumnTransformer's order, as it would.
 
 Only plain layouts qualify (`columns_path` returns None otherwise): columns named by string,
 dense output, dropped remainder, each transformer's columns all numbers or all strings. The
-serving model also checks, at load, that this path predicts exactly what the model itself does
-on the warm-up rows, and uses it only then.
+serving model also checks, at load, that this path predicts what the model itself predicts on
+the warm-up and probe rows (model.py), and uses it only then.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Any MLflow pyfunc model with a column signature is served. Two predictors:
   and enforcement plus the pyfunc wrapper cost more than a linear model's whole predict. When the
   model starts with a plain fitted ColumnTransformer (ours do), it goes one step further: the
   transformers inside it get the request matrix itself (columns.py), about 1.6 ms less a call,
-  used only if it predicts what the model does on the warm-up rows.
+  used only if it predicts what the model does on the warm-up and probe rows.
 * `PyfuncPredictor` for everything else: `pyfunc.predict(frame, params)`, exact signature dtypes.
 
 A model is ready only after it answered a warm-up prediction on its input example (or, without
@@ -195,8 +195,8 @@ def load_model(source: ModelSource, warmup_rows: int, threads: int) -> ServedMod
 def _use_torch_threads(threads: int) -> None:
     """Set torch's intra-op threads for the calling thread. The setting is per thread (OpenMP):
     a model loaded on a loader thread and predicting on the event loop or a predict thread would
-    otherwise use one thread per core, which made a 1-row MLP predict about 1 ms slower on 2 busy
-    cores (measured at concurrency 1). Checking costs about a microsecond."""
+    otherwise use torch's default of one thread per core (see `load_model` for why not). Checking
+    costs about a microsecond."""
     torch = sys.modules["torch"]
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
