@@ -239,10 +239,13 @@ def _predictor(pyfunc_model: Any, profile: dict[str, Any] | None, schema: InputS
 
 def _sklearn_features(raw: Any, schema: InputSchema, method: str) -> EstimatorPredictor | None:
     """Pipeline(ColumnTransformer, ...): the transformers on the request matrix, then the rest."""
-    if not isinstance(raw, Pipeline) or len(raw.steps) < 2 or not hasattr(raw[1:], method):
+    if not isinstance(raw, Pipeline) or len(raw.steps) < 2:
         return None
+    rest = raw[1:]  # a new Pipeline of the fitted steps after the ColumnTransformer
     path = columns_path(raw.steps[0][1], schema)
-    return EstimatorPredictor(raw[1:], path.transform, method) if path else None
+    if path is None or not hasattr(rest, method):
+        return None
+    return EstimatorPredictor(rest, path.transform, method)
 
 
 def _torch_features(

@@ -95,6 +95,7 @@ def _log_session(session: Session, stop: multiprocessing.synchronize.Event) -> N
     storage = open_storage(session.storage_url, session.config.tune, checked=True)
     studies = [optuna.load_study(study_name=n, storage=storage) for n in session.studies.values()]
     families = {name: family for family, name in session.studies.items()}
+    client = MlflowClient()
     logged: set[tuple[str, int]] = set()
     unsummarised = set(families)
     parent = multiprocessing.parent_process()
@@ -103,7 +104,7 @@ def _log_session(session: Session, stop: multiprocessing.synchronize.Event) -> N
         for study in studies:
             name, trials = study.study_name, study.get_trials(deepcopy=False)
             for trial in _new_trials(trials, session.id, logged, name):
-                _log_run(session, families[name], name, trial)
+                _log_run(client, session, families[name], name, trial)
                 logged.add((name, trial.number))
             finished = sum(trial.state in FINISHED for trial in trials)
             if name in unsummarised and (stopping or finished >= session.target):
@@ -127,8 +128,9 @@ def _new_trials(
     ]
 
 
-def _log_run(session: Session, family: str, study_name: str, trial: FrozenTrial) -> None:
-    client = MlflowClient()
+def _log_run(
+    client: MlflowClient, session: Session, family: str, study_name: str, trial: FrozenTrial
+) -> None:
     run = client.create_run(
         str(session.experiment_id),
         start_time=_ms(trial.datetime_start),
