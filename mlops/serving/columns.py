@@ -8,6 +8,11 @@ breast-cancer columns): the rest is selecting DataFrame columns, joblib's dispat
 request matrix (numbers as float64, missing strings as NaN, as the DataFrame path gives them) and
 stacks the outputs in the ColumnTransformer's order, as it would.
 
+Pipelines are unrolled into their fitted steps, called one after the other as
+`Pipeline.transform` calls them: the wrapper's own per-call work (is every step fitted, metadata
+routing, tags, which deep-copies every step's tags) was about a third of a 100-row predict of the
+scaled logistic regression (0.45 -> 0.33 ms, measured).
+
 Only plain layouts qualify (`columns_path` returns None otherwise): columns named by string,
 dense output, dropped remainder, each transformer's columns all numbers or all strings. The
 serving model also checks, at load, that this path predicts what the model itself predicts on
@@ -32,22 +37,45 @@ _NUMERIC_KINDS = ("number", "integer")
 
 @dataclass(frozen=True)
 class _Part:
-    transformer: Any  # fitted; a copy that takes NumPy arrays without feature-name warnings
+    steps: tuple[Any, ...]  # fitted; copies that take NumPy arrays without feature-name warnings
     columns: np.ndarray  # indices into the request matrix
     numeric: bool  # cast to float64, as the DataFrame path's numeric columns are
 
 
 class ColumnsPath:
-    def __init__(self, parts: list[_Part]) -> None:
+    """The ColumnTransformer's parts on the request matrix, stacked, then `after`: the fitted
+    steps that follow it in the model (all but the final estimator)."""
+
+    def __init__(self, parts: list[_Part], after: tuple[Any, ...] = ()) -> None:
         self.parts = parts
+        self.after = after
 
     def transform(self, data: np.ndarray) -> np.ndarray:
         outputs = []
         for part in self.parts:
             selected = data[:, part.columns]
             typed = selected.astype(np.float64) if part.numeric else _nan_for_none(selected)
-            outputs.append(part.transformer.transform(typed))
-        return outputs[0] if len(outputs) == 1 else np.hstack(outputs)
+            outputs.append(_chain(part.steps, typed))
+        stacked = outputs[0] if len(outputs) == 1 else np.hstack(outputs)
+        return _chain(self.after, stacked)
+
+
+def fitted_steps(estimators: list[Any]) -> tuple[Any, ...]:
+    """`estimators` with every Pipeline among them unrolled into its steps, in order, and the
+    steps a Pipeline skips ("passthrough", None) left out."""
+    steps: list[Any] = []
+    for estimator in estimators:
+        if isinstance(estimator, Pipeline):
+            steps.extend(fitted_steps([step for _, step in estimator.steps]))
+        elif estimator is not None and not isinstance(estimator, str):  # "passthrough"
+            steps.append(estimator)
+    return tuple(steps)
+
+
+def _chain(steps: tuple[Any, ...], values: np.ndarray) -> np.ndarray:
+    for step in steps:
+        values = step.transform(values)
+    return values
 
 
 def _nan_for_none(values: np.ndarray) -> np.ndarray:
@@ -61,7 +89,9 @@ def _nan_for_none(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def columns_path(transformer: Any, schema: InputSchema) -> ColumnsPath | None:
+def columns_path(
+    transformer: Any, schema: InputSchema, after: tuple[Any, ...] = ()
+) -> ColumnsPath | None:
     """A `ColumnsPath` for a fitted ColumnTransformer with a plain layout, else None."""
     if not isinstance(transformer, ColumnTransformer) or not hasattr(transformer, "transformers_"):
         return None
@@ -83,20 +113,20 @@ def columns_path(transformer: Any, schema: InputSchema) -> ColumnsPath | None:
             return None
         indices = np.array([index[c] for c in columns], dtype=np.intp)
         parts.append(_Part(_without_feature_names(fitted), indices, numeric))
-    return ColumnsPath(parts) if parts else None
+    return ColumnsPath(parts, after) if parts else None
 
 
 def _named(columns: Any, index: dict[str, int]) -> bool:
     return isinstance(columns, list) and all(isinstance(c, str) and c in index for c in columns)
 
 
-def _without_feature_names(fitted: Any) -> Any:
-    """A copy whose steps forget the column names they were fitted with: scikit-learn warns on
-    every call when a transformer fitted on a DataFrame is given an array. The names are not
-    used to transform: the columns are selected by position here, in the fitted order."""
-    clone = copy.deepcopy(fitted)
-    steps = [step for _, step in clone.steps] if isinstance(clone, Pipeline) else [clone]
+def _without_feature_names(fitted: Any) -> tuple[Any, ...]:
+    """Copies of the fitted steps that forget the column names they were fitted with:
+    scikit-learn warns on every call when a transformer fitted on a DataFrame is given an array.
+    The names are not used to transform: the columns are selected by position here, in the
+    fitted order."""
+    steps = fitted_steps([copy.deepcopy(fitted)])
     for step in steps:
         if hasattr(step, "feature_names_in_"):
             del step.feature_names_in_
-    return clone
+    return steps

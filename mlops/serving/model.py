@@ -34,7 +34,7 @@ import pandas as pd
 import sklearn
 from sklearn.pipeline import Pipeline
 
-from mlops.serving.columns import columns_path
+from mlops.serving.columns import columns_path, fitted_steps
 from mlops.serving.errors import InputError, ModelLoadError
 from mlops.serving.schema import InputSchema, OutputSpec, data_profile, input_schema, output_spec
 from mlops.serving.source import ModelRef, ModelSource, resolve
@@ -241,11 +241,12 @@ def _sklearn_features(raw: Any, schema: InputSchema, method: str) -> EstimatorPr
     """Pipeline(ColumnTransformer, ...): the transformers on the request matrix, then the rest."""
     if not isinstance(raw, Pipeline) or len(raw.steps) < 2:
         return None
-    rest = raw[1:]  # a new Pipeline of the fitted steps after the ColumnTransformer
-    path = columns_path(raw.steps[0][1], schema)
-    if path is None or not hasattr(rest, method):
+    # The fitted steps after the ColumnTransformer, unrolled (columns.py says why).
+    *between, final = fitted_steps([step for _, step in raw.steps[1:]]) or [None]
+    path = columns_path(raw.steps[0][1], schema, after=tuple(between))
+    if path is None or not hasattr(final, method):
         return None
-    return EstimatorPredictor(rest, path.transform, method)
+    return EstimatorPredictor(final, path.transform, method)
 
 
 def _torch_features(

@@ -103,3 +103,34 @@ def test_a_features_path_that_fails_on_the_warm_up_rows_is_not_used(store: Store
     assert features is not None
     assert served._fastest(general, features, schema, frame.head(3)) is general
     assert served._fastest(general, None, schema, frame.head(3)) is general
+
+
+def test_nested_pipelines_are_unrolled_into_the_steps_they_call(store: Store) -> None:
+    """The path calls each fitted step itself, not the Pipeline wrapper: nested Pipelines and
+    "passthrough" steps included, it must predict what the Pipeline predicts."""
+    frame, target = breast_cancer()
+    names = list(frame.columns)
+    inner = Pipeline([("scale", StandardScaler()), ("skip", "passthrough")])
+    middle = Pipeline([("again", StandardScaler()), ("none", None)])
+    pipeline = Pipeline(
+        [
+            ("columns", ColumnTransformer([("numbers", inner, names)])),
+            ("middle", middle),
+            ("model", LogisticRegression(max_iter=500)),
+        ]
+    ).fit(frame, target)
+    with using(store.uri):
+        schema = load_model(parse_source("models:/bc-linear@champion", "m"), 8, 1).schema
+    features = served._sklearn_features(pipeline, schema, "predict")
+    assert features is not None
+    assert features.estimator is pipeline.steps[-1][1]
+    path = features.inputs.__self__  # type: ignore[attr-defined]
+    assert [type(step) for step in path.parts[0].steps] == [StandardScaler]
+    assert [type(step) for step in path.after] == [StandardScaler]
+    data = table_from_frame(schema, frame).data
+    options = Options(probabilities=True)
+    ours = features.predict(data, options)
+    np.testing.assert_array_equal(ours.values, pipeline.predict(frame))
+    # The same numbers up to the last bit: the DataFrame path's column-major arrays sum in
+    # another order.
+    np.testing.assert_allclose(ours.probabilities, pipeline.predict_proba(frame), rtol=1e-12)
