@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -41,7 +42,7 @@ class Job:
     table: Table
     options: Options
     future: asyncio.Future[Prediction]
-    enqueued: float
+    enqueued: float  # time.perf_counter(): uvloop's loop.time() counts whole milliseconds
 
 
 class BatchShapeError(Exception):
@@ -89,7 +90,7 @@ class Batcher:
                 f"server is at its queue limit ({self.max_queue} requests); retry later"
             )
         loop = asyncio.get_running_loop()
-        job = Job(model, table, options, loop.create_future(), loop.time())
+        job = Job(model, table, options, loop.create_future(), time.perf_counter())
         self._queue.append(job)
         self._wakeup.set()
         timer = loop.call_later(max(0.0, deadline - loop.time()), _expire, job)
@@ -122,9 +123,8 @@ class Batcher:
 
     async def _linger(self) -> None:
         """Let requests being decoded right now join the batch (bounded by max_batch_wait_ms)."""
-        loop = asyncio.get_running_loop()
-        until = loop.time() + self.max_wait_s
-        while self.arriving and loop.time() < until and self._queued_rows() < self.max_rows:
+        until = time.perf_counter() + self.max_wait_s
+        while self.arriving and time.perf_counter() < until and self._queued_rows() < self.max_rows:
             await asyncio.sleep(0)
 
     def _queued_rows(self) -> int:
@@ -151,8 +151,7 @@ class Batcher:
     async def _run(self, batch: list[Job]) -> None:
         self._running += 1
         try:
-            loop = asyncio.get_running_loop()
-            started = loop.time()
+            started = time.perf_counter()
             self.metrics.observe_batch([started - job.enqueued for job in batch])
             try:
                 parts = await self._call(batch)
@@ -164,7 +163,7 @@ class Batcher:
                 for job in batch:
                     await self._run_alone(job)
                 return
-            self.metrics.observe_predict(batch[0].model, loop.time() - started, parts)
+            self.metrics.observe_predict(batch[0].model, time.perf_counter() - started, parts)
             for job, part in zip(batch, parts, strict=True):
                 if not job.future.done():
                     job.future.set_result(part)
@@ -187,14 +186,14 @@ class Batcher:
 
     async def _run_alone(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = time.perf_counter()
         try:
             (part,) = await loop.run_in_executor(self._executor, _predict_batch, [job])
         except Exception:  # the model's own error; logged with its trace, answered without
             log.exception("prediction failed for %s", job.model.ref.uri)
             _fail(job, PredictionFailed("the model failed to predict these rows"))
             return
-        self.metrics.observe_predict(job.model, loop.time() - started, [part])
+        self.metrics.observe_predict(job.model, time.perf_counter() - started, [part])
         if not job.future.done():
             job.future.set_result(part)
 
