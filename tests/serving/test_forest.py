@@ -1,0 +1,81 @@
+"""The forest path (serving/forest.py): a fitted forest's trees called directly. It must give
+what the forest gives, to the bit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_diabetes
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    GradientBoostingClassifier,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from mlops.serving import model as served
+from mlops.serving.forest import ForestClassifierPath, forest_path
+from mlops.serving.model import Options, load_model
+from mlops.serving.source import parse_source
+from mlops.serving.validate import table_from_frame
+from tests.serving.conftest import Store, breast_cancer, using
+
+pytestmark = pytest.mark.serving
+
+
+@pytest.mark.parametrize("forest", [RandomForestClassifier, ExtraTreesClassifier])
+def test_a_classifier_forest_path_predicts_what_the_forest_predicts(forest: Any) -> None:
+    frame, target = breast_cancer()
+    fitted = forest(n_estimators=25, max_features=0.5, random_state=0).fit(frame.values, target)
+    path = forest_path(fitted)
+    assert isinstance(path, ForestClassifierPath)
+    rows = frame.values[:, ::-1].copy()[:, ::-1]  # a matrix that is not C-contiguous too
+    np.testing.assert_array_equal(path.predict_proba(rows), fitted.predict_proba(rows))
+    np.testing.assert_array_equal(path.predict(rows), fitted.predict(rows))
+    np.testing.assert_array_equal(path.classes_, fitted.classes_)
+
+
+def test_a_regressor_forest_path_predicts_what_the_forest_predicts() -> None:
+    diabetes = load_diabetes()
+    fitted = RandomForestRegressor(n_estimators=25, random_state=0).fit(
+        diabetes.data, diabetes.target
+    )
+    path = forest_path(fitted)
+    assert path is not None and not hasattr(path, "predict_proba")
+    np.testing.assert_array_equal(path.predict(diabetes.data), fitted.predict(diabetes.data))
+
+
+def test_other_models_keep_their_own_predict() -> None:
+    diabetes = load_diabetes()
+    two_targets = np.column_stack([diabetes.target, diabetes.target * 2])
+    multi = RandomForestRegressor(n_estimators=5, random_state=0).fit(diabetes.data, two_targets)
+    assert forest_path(multi) is None  # several outputs
+    frame, target = breast_cancer()
+    boosted = GradientBoostingClassifier(n_estimators=5).fit(frame.values, target)
+    assert forest_path(boosted) is None
+    assert forest_path(RandomForestClassifier()) is None  # not fitted
+
+
+def test_a_served_forest_pipeline_takes_the_forest_path(store: Store) -> None:
+    frame, target = breast_cancer()
+    names = list(frame.columns)
+    pipeline = Pipeline(
+        [
+            ("columns", ColumnTransformer([("numbers", StandardScaler(), names)])),
+            ("model", RandomForestClassifier(n_estimators=25, random_state=0)),
+        ]
+    ).fit(frame, target)
+    with using(store.uri):
+        schema = load_model(parse_source("models:/bc-linear@champion", "m"), 8, 1).schema
+    features = served._sklearn_features(pipeline, schema, "predict")
+    assert features is not None
+    assert isinstance(features.estimator, ForestClassifierPath)
+    data = table_from_frame(schema, frame).data
+    ours = features.predict(data, Options(probabilities=True))
+    np.testing.assert_array_equal(ours.values, pipeline.predict(frame))
+    np.testing.assert_array_equal(ours.probabilities, pipeline.predict_proba(frame))
