@@ -102,7 +102,8 @@ async def read_body(request: Request, max_bytes: int, deadline: float) -> bytes:
                 if size <= max_bytes:
                     chunks.append(chunk)
     except TimeoutError:
-        raise BodyTimeout("the request body did not arrive within the time budget") from None
+        if size <= max_bytes:  # past the limit already: that is the answer, not the time
+            raise BodyTimeout("the request body did not arrive within the time budget") from None
     if size > max_bytes:
         raise too_large
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

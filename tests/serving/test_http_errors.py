@@ -112,6 +112,19 @@ def test_body_over_the_limit_gets_413_without_content_length(linear_server: Serv
     assert_clean_error(reply, 413)
 
 
+def test_a_body_far_over_the_limit_is_refused_before_it_arrives(linear_server: Server) -> None:
+    """Declared at over 4x the limit: answered 413 at once, not after waiting for the body
+    (which is never sent here); smaller excess bodies are read to their end first."""
+    head = (
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 900000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", linear_server.port), timeout=5) as sock:
+        sock.sendall(head)
+        answer = sock.recv(65536).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 413"), answer
+
+
 def test_content_length_that_lies_is_not_trusted(linear_server: Server) -> None:
     """Declared small, sent large: the server reads only what was declared; the rest is not
     a second request it would serve, and the connection is not left half-read."""
