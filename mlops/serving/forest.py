@@ -28,6 +28,8 @@ _REGRESSORS = (RandomForestRegressor, ExtraTreesRegressor)
 
 
 class ForestRegressorPath:
+    """A fitted forest regressor's `predict`: the mean of its trees' predictions."""
+
     def __init__(self, forest: Any) -> None:
         self.trees = tuple(forest.estimators_)
 
@@ -44,6 +46,8 @@ class ForestRegressorPath:
 
 
 class ForestClassifierPath(ForestRegressorPath):
+    """A fitted forest classifier's `predict_proba` (the mean of its trees') and `predict`."""
+
     def __init__(self, forest: Any) -> None:
         super().__init__(forest)
         self.classes_ = forest.classes_
