@@ -66,10 +66,9 @@ def bench_tune(config: Config, parallel_trials: int, repeats: int, out: Path) ->
     }
     # A-B-B-A order, so a slow spell on a shared machine hits both sides alike; the minimum of a
     # side is its least disturbed time.
-    order = ["untracked", "tracked", "tracked", "untracked"] * repeats
-    order += ["one_worker", "two_workers", "two_workers", "one_worker"] * repeats
-    order += ["one_worker_untracked", "two_workers_untracked"] * repeats
-    order += ["two_workers_untracked", "one_worker_untracked"] * repeats
+    order = _abba("untracked", "tracked", repeats)
+    order += _abba("one_worker", "two_workers", repeats)
+    order += _abba("one_worker_untracked", "two_workers_untracked", repeats)
     times: dict[str, list[Timing]] = {name: [] for name in runs}
     jobs: dict[int, list[float]] = {1: [], 2: []}
     with tempfile.TemporaryDirectory(prefix="bench-tune-") as folder:
@@ -122,6 +121,10 @@ def _figures(
             "goal_min": SPEEDUP_GOAL,
         },
     }
+
+
+def _abba(a: str, b: str, repeats: int) -> list[str]:
+    return [a, b, b, a] * repeats
 
 
 def _with(config: Config, **tune: Any) -> Config:

@@ -54,7 +54,10 @@ class ColumnsPath:
         outputs = []
         for part in self.parts:
             selected = data[:, part.columns]
-            typed = selected.astype(np.float64) if part.numeric else _nan_for_none(selected)
+            if part.numeric:  # fancy indexing copied already: no second copy of float64 rows
+                typed = selected.astype(np.float64, copy=False)
+            else:
+                typed = _nan_for_none(selected)
             outputs.append(_chain(part.steps, typed))
         stacked = outputs[0] if len(outputs) == 1 else np.hstack(outputs)
         return _chain(self.after, stacked)

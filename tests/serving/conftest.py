@@ -28,6 +28,9 @@ from mlops.models.logged import log_model
 from mlops.models.torch_mlp import torch_thread_limit
 from mlops.profile import build_profile
 from mlops.registry import register
+from mlops.serving.model import load_model
+from mlops.serving.schema import InputSchema
+from mlops.serving.source import parse_source
 from mlops.tracking import use_experiment
 from tests.conftest import mixed_frame
 from tests.serving.server import Server, start_server
@@ -178,6 +181,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
         generic_uri = log_from_code(root, "generic", GENERIC_MODEL, generic, output, True)
         register(generic_uri, "generic", "champion", {})
     return Store(uri, root)
+
+
+@pytest.fixture(scope="session")
+def bc_schema(store: Store) -> InputSchema:
+    """The input schema the server derives for bc-linear@champion (the breast-cancer columns)."""
+    with using(store.uri):
+        return load_model(parse_source("models:/bc-linear@champion", "m"), 8, 1).schema
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from mlops.serving import model as served
 from mlops.serving.columns import ColumnsPath, columns_path
 from mlops.serving.model import EstimatorPredictor, Options, load_model
+from mlops.serving.schema import InputSchema
 from mlops.serving.source import parse_source
 from mlops.serving.validate import table_from_frame, to_frame
 from tests.conftest import mixed_frame
@@ -75,37 +76,34 @@ def _scaled(columns: object, remainder: str = "drop", sparse: float = 0.0) -> Co
     return transformer.fit(frame)
 
 
-def test_other_layouts_keep_the_dataframe_path(store: Store) -> None:
-    with using(store.uri):
-        schema = load_model(parse_source("models:/bc-linear@champion", "m"), 8, 1).schema
+def test_other_layouts_keep_the_dataframe_path(bc_schema: InputSchema) -> None:
     names = list(breast_cancer()[0].columns)
-    assert columns_path(_scaled(names[:5]), schema) is not None
-    assert columns_path(_scaled([0, 1, 2]), schema) is None  # columns by position
-    assert columns_path(_scaled(names[:5], remainder="passthrough"), schema) is None
-    assert columns_path(StandardScaler().fit(breast_cancer()[0]), schema) is None
+    assert columns_path(_scaled(names[:5]), bc_schema) is not None
+    assert columns_path(_scaled([0, 1, 2]), bc_schema) is None  # columns by position
+    assert columns_path(_scaled(names[:5], remainder="passthrough"), bc_schema) is None
+    assert columns_path(StandardScaler().fit(breast_cancer()[0]), bc_schema) is None
 
 
 def _first_column_doubled(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[[frame.columns[0]]] * 2  # needs a DataFrame: fails on an array
 
 
-def test_a_features_path_that_fails_on_the_warm_up_rows_is_not_used(store: Store) -> None:
+def test_a_features_path_that_fails_on_the_warm_up_rows_is_not_used(bc_schema: InputSchema) -> None:
     frame, target = breast_cancer()
     names = list(frame.columns)
     doubled = FunctionTransformer(_first_column_doubled)
     pipeline = Pipeline(
         [("columns", ColumnTransformer([("f", doubled, names)])), ("model", LogisticRegression())]
     ).fit(frame, target)
-    with using(store.uri):
-        schema = load_model(parse_source("models:/bc-linear@champion", "m"), 8, 1).schema
-    general = EstimatorPredictor(pipeline, functools.partial(to_frame, schema, exact_types=False))
-    features = served._sklearn_features(pipeline, schema, "predict")
+    frames = functools.partial(to_frame, bc_schema, exact_types=False)
+    general = EstimatorPredictor(pipeline, frames)
+    features = served._sklearn_features(pipeline, bc_schema, "predict")
     assert features is not None
-    assert served._fastest(general, features, schema, frame.head(3)) is general
-    assert served._fastest(general, None, schema, frame.head(3)) is general
+    assert served._fastest(general, features, bc_schema, frame.head(3)) is general
+    assert served._fastest(general, None, bc_schema, frame.head(3)) is general
 
 
-def test_nested_pipelines_are_unrolled_into_the_steps_they_call(store: Store) -> None:
+def test_nested_pipelines_are_unrolled_into_the_steps_they_call(bc_schema: InputSchema) -> None:
     """The path calls each fitted step itself, not the Pipeline wrapper: nested Pipelines and
     "passthrough" steps included, it must predict what the Pipeline predicts."""
     frame, target = breast_cancer()
@@ -119,15 +117,13 @@ def test_nested_pipelines_are_unrolled_into_the_steps_they_call(store: Store) ->
             ("model", LogisticRegression(max_iter=500)),
         ]
     ).fit(frame, target)
-    with using(store.uri):
-        schema = load_model(parse_source("models:/bc-linear@champion", "m"), 8, 1).schema
-    features = served._sklearn_features(pipeline, schema, "predict")
+    features = served._sklearn_features(pipeline, bc_schema, "predict")
     assert features is not None
     assert features.estimator is pipeline.steps[-1][1]
     path = features.inputs.__self__  # type: ignore[attr-defined]
     assert [type(step) for step in path.parts[0].steps] == [StandardScaler]
     assert [type(step) for step in path.after] == [StandardScaler]
-    data = table_from_frame(schema, frame).data
+    data = table_from_frame(bc_schema, frame).data
     options = Options(probabilities=True)
     ours = features.predict(data, options)
     np.testing.assert_array_equal(ours.values, pipeline.predict(frame))

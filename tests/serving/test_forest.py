@@ -20,10 +20,10 @@ from sklearn.preprocessing import StandardScaler
 
 from mlops.serving import model as served
 from mlops.serving.forest import ForestClassifierPath, forest_path
-from mlops.serving.model import Options, load_model
-from mlops.serving.source import parse_source
+from mlops.serving.model import Options
+from mlops.serving.schema import InputSchema
 from mlops.serving.validate import table_from_frame
-from tests.serving.conftest import Store, breast_cancer, using
+from tests.serving.conftest import breast_cancer
 
 pytestmark = pytest.mark.serving
 
@@ -61,7 +61,7 @@ def test_other_models_keep_their_own_predict() -> None:
     assert forest_path(RandomForestClassifier()) is None  # not fitted
 
 
-def test_a_served_forest_pipeline_takes_the_forest_path(store: Store) -> None:
+def test_a_served_forest_pipeline_takes_the_forest_path(bc_schema: InputSchema) -> None:
     frame, target = breast_cancer()
     names = list(frame.columns)
     pipeline = Pipeline(
@@ -70,12 +70,10 @@ def test_a_served_forest_pipeline_takes_the_forest_path(store: Store) -> None:
             ("model", RandomForestClassifier(n_estimators=25, random_state=0)),
         ]
     ).fit(frame, target)
-    with using(store.uri):
-        schema = load_model(parse_source("models:/bc-linear@champion", "m"), 8, 1).schema
-    features = served._sklearn_features(pipeline, schema, "predict")
+    features = served._sklearn_features(pipeline, bc_schema, "predict")
     assert features is not None
     assert isinstance(features.estimator, ForestClassifierPath)
-    data = table_from_frame(schema, frame).data
+    data = table_from_frame(bc_schema, frame).data
     ours = features.predict(data, Options(probabilities=True))
     np.testing.assert_array_equal(ours.values, pipeline.predict(frame))
     np.testing.assert_array_equal(ours.probabilities, pipeline.predict_proba(frame))
