@@ -4,11 +4,14 @@ scikit-learn's forest sends every tree through joblib, and each call is wrapped 
 caller's config and every warning filter of the process. For our 100-tree forest that wrapping
 was most of a predict: 1 row 11.3 -> 0.9 ms, 100 rows 5.9 -> 1.5 ms (measured in-process).
 
-`forest_path` calls each fitted tree's own `predict_proba` / `predict` (public, with
-`check_input=False`) on the float32 matrix the forest converts its input to, adds the results in
-the trees' order starting from zeros and divides by their number: what the forest itself does
-with n_jobs=1, so the output is the same to the bit. The serving model still checks it against
-the model's own predict at load (model.py). Single-output forests only.
+`forest_path` calls each fitted tree's underlying `tree_` (the public Tree object that the tree's
+own `predict_proba` / `predict` call once they have checked their input) on the float32 matrix the
+forest converts its input to, adds the results in the trees' order starting from zeros and
+divides by their number: what the forest itself does with n_jobs=1, so the output is the same to
+the bit. Skipping each tree's input checks (about 6 us a tree) takes a 100-tree forest from
+0.82 to 0.23 ms for 1 row (measured in-process); the path checks the matrix's width itself, once.
+The serving model still checks it against the model's own predict at load (model.py).
+Single-output forests only.
 """
 
 from __future__ import annotations
@@ -31,16 +34,21 @@ class ForestRegressorPath:
     """A fitted forest regressor's `predict`: the mean of its trees' predictions."""
 
     def __init__(self, forest: Any) -> None:
-        self.trees = tuple(forest.estimators_)
+        self.trees = tuple(tree.tree_ for tree in forest.estimators_)
+        self.n_features = int(forest.n_features_in_)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        return self._mean("predict", features, ())
+        return self._mean(features, 1)[:, 0]
 
-    def _mean(self, method: str, features: np.ndarray, width: tuple[int, ...]) -> np.ndarray:
-        data = np.asarray(features, dtype=np.float32)  # the forest's own input dtype
-        total = np.zeros((data.shape[0], *width), dtype=np.float64)
+    def _mean(self, features: np.ndarray, width: int) -> np.ndarray:
+        """The trees' mean of the first `width` columns of `Tree.predict`: the class fractions
+        of a classifier's leaves (what its `predict_proba` returns), a regressor's leaf value."""
+        data = np.ascontiguousarray(features, dtype=np.float32)  # the forest's own input dtype
+        if data.ndim != 2 or data.shape[1] != self.n_features:  # Tree.predict does not check
+            raise ValueError(f"expected {self.n_features} features, got shape {data.shape}")
+        total = np.zeros((data.shape[0], width), dtype=np.float64)
         for tree in self.trees:
-            total += getattr(tree, method)(data, check_input=False)
+            total += tree.predict(data)[:, :width]
         total /= len(self.trees)
         return total
 
@@ -53,7 +61,7 @@ class ForestClassifierPath(ForestRegressorPath):
         self.classes_ = forest.classes_
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        return self._mean("predict_proba", features, (len(self.classes_),))
+        return self._mean(features, len(self.classes_))
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         labels: np.ndarray = self.classes_.take(np.argmax(self.predict_proba(features), axis=1))

@@ -38,6 +38,8 @@ def test_a_classifier_forest_path_predicts_what_the_forest_predicts(forest: Any)
     np.testing.assert_array_equal(path.predict_proba(rows), fitted.predict_proba(rows))
     np.testing.assert_array_equal(path.predict(rows), fitted.predict(rows))
     np.testing.assert_array_equal(path.classes_, fitted.classes_)
+    with pytest.raises(ValueError, match="expected 30 features"):
+        path.predict_proba(rows[:, 1:])  # Tree.predict would read past the row
 
 
 def test_a_regressor_forest_path_predicts_what_the_forest_predicts() -> None:
