@@ -31,6 +31,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from mlops.serving.schema import InputSchema
+from mlops.serving.steps import numpy_step
 
 _NUMERIC_KINDS = ("number", "integer")
 
@@ -116,7 +117,7 @@ def columns_path(
             return None
         indices = np.array([index[c] for c in columns], dtype=np.intp)
         parts.append(_Part(_without_feature_names(fitted), indices, numeric))
-    return ColumnsPath(parts, after) if parts else None
+    return ColumnsPath(parts, tuple(numpy_step(step) for step in after)) if parts else None
 
 
 def _named(columns: Any, index: dict[str, int]) -> bool:
@@ -124,7 +125,8 @@ def _named(columns: Any, index: dict[str, int]) -> bool:
 
 
 def _without_feature_names(fitted: Any) -> tuple[Any, ...]:
-    """Copies of the fitted steps that forget the column names they were fitted with:
+    """Copies of the fitted steps (in their NumPy form where they have one, steps.py) that
+    forget the column names they were fitted with:
     scikit-learn warns on every call when a transformer fitted on a DataFrame is given an array.
     The names are not used to transform: the columns are selected by position here, in the
     fitted order."""
@@ -132,4 +134,4 @@ def _without_feature_names(fitted: Any) -> tuple[Any, ...]:
     for step in steps:
         if hasattr(step, "feature_names_in_"):
             del step.feature_names_in_
-    return steps
+    return tuple(numpy_step(step) for step in steps)

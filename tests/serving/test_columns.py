@@ -20,6 +20,7 @@ from mlops.serving.columns import ColumnsPath, columns_path
 from mlops.serving.model import EstimatorPredictor, Options, load_model
 from mlops.serving.schema import InputSchema
 from mlops.serving.source import parse_source
+from mlops.serving.steps import Standardize
 from mlops.serving.validate import table_from_frame, to_frame
 from tests.conftest import mixed_frame
 from tests.serving.conftest import Store, breast_cancer, using
@@ -121,8 +122,8 @@ def test_nested_pipelines_are_unrolled_into_the_steps_they_call(bc_schema: Input
     assert features is not None
     assert features.estimator is pipeline.steps[-1][1]
     path = features.inputs.__self__  # type: ignore[attr-defined]
-    assert [type(step) for step in path.parts[0].steps] == [StandardScaler]
-    assert [type(step) for step in path.after] == [StandardScaler]
+    assert [type(step) for step in path.parts[0].steps] == [Standardize]  # steps.py
+    assert [type(step) for step in path.after] == [Standardize]
     data = table_from_frame(bc_schema, frame).data
     options = Options(probabilities=True)
     ours = features.predict(data, options)
