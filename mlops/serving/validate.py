@@ -97,8 +97,14 @@ def _number_matrix(schema: InputSchema, names: Sequence[str], rows: Sequence[Any
         return None
     if matrix.ndim != 2 or matrix.shape[1] != len(names) or matrix.dtype.kind not in "fi":
         return None
-    data = matrix[:, [where[name] for name in schema.names]].astype(np.float64)
-    if not np.isfinite(data).all() or (data != np.floor(data))[:, schema.integer_mask].any():
+    if tuple(names) == schema.names:  # in signature order already (the usual case): no copy
+        data = matrix.astype(np.float64, copy=False)
+    else:
+        data = matrix[:, [where[name] for name in schema.names]].astype(np.float64)
+    if not np.isfinite(data).all():
+        return None
+    integers = data[:, schema.integer_mask] if schema.integer_mask.any() else None
+    if integers is not None and (integers != np.floor(integers)).any():
         return None
     return Table(data)
 

@@ -76,6 +76,19 @@ def test_every_json_shape_decodes_to_the_same_rows(payload: object) -> None:
     np.testing.assert_array_equal(decode(payload), np.array(EXPECTED))
 
 
+def test_number_rows_in_either_column_order_decode_alike() -> None:
+    """All-number rows take one np.array; in signature order it is not reordered at all."""
+    rows = [[1.0, 2, 3.0], [4, 5, 6.5]]
+    ordered = {"dataframe_split": {"columns": ["a", "b", "c"], "data": rows}}
+    reordered = {
+        "dataframe_split": {"columns": ["c", "a", "b"], "data": [[3.0, 1.0, 2], [6.5, 4, 5]]}
+    }
+    np.testing.assert_array_equal(decode(ordered), np.array(rows))
+    np.testing.assert_array_equal(decode(reordered), np.array(rows))
+    error = refusal({"dataframe_split": {"columns": ["c", "b", "a"], "data": [[3.0, 2.5, 1.0]]}})
+    assert (error.reason, error.message) == ("wrong_type", "column 'b', row 0: expected an integer")
+
+
 def test_csv_decodes_with_empty_cells_as_missing() -> None:
     body = b"b,a,c\n2,1.0,3\n5,4,\n"
     table = mlflow_protocol.decode(body, "text/csv", NUMERIC, 100).table
@@ -236,6 +249,15 @@ def test_nonsense_serve_settings_are_refused_naming_the_key() -> None:
 def test_non_finite_predictions_become_null_in_strict_json() -> None:
     body = dumps({"predictions": jsonable(np.array([1.5, np.nan, np.inf]))})
     assert body == b'{"predictions":[1.5,null,null]}'
+
+
+def test_answers_are_strict_json_whichever_encoder_writes_them() -> None:
+    """orjson writes what it knows (NumPy arrays and scalars included); json the rest."""
+    raw = {"values": np.array([0.5, np.nan]), "one": np.float64(np.inf), "n": np.int64(3)}
+    assert dumps(raw) == b'{"values":[0.5,null],"one":null,"n":3}'
+    labels = np.array(["yes", None], dtype=object)  # an object array: orjson refuses it
+    assert dumps({"labels": labels, "x": float("nan")}) == b'{"labels":["yes",null],"x":null}'
+    assert json.loads(dumps({1: 2**70})) == {"1": 2**70}  # a non-string key, a huge integer
 
 
 def test_a_corrupt_parquet_body_is_refused() -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mlops.serving.metrics import Metrics
+from mlops.serving.model import Prediction
 from tests.conftest import mixed_frame
 from tests.serving.server import Server
 
@@ -178,3 +183,29 @@ def test_several_workers_report_one_merged_view(mlp_server: Server) -> None:
     assert value(families, "mlops_model_ready", "mlops_model_ready") == 1
     info = [s for s in families["mlops_model_info"].samples if s.value == 1]
     assert {s.labels["name"] for s in info} == {"mixed-mlp"}
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.array([1, 0, 1, 1, 3]),  # small non-negative integers: counted with np.bincount
+        np.array([-1, 5000, -1, -1]),  # other integers
+        np.array(["yes", "no", "yes", "yes"]),
+        np.array([True, False, True]),
+    ],
+    ids=["small-ints", "other-ints", "strings", "booleans"],
+)
+def test_predicted_classes_are_counted_by_label(labels: np.ndarray) -> None:
+    metrics = Metrics(prediction_buckets=(0.5,))
+    model: Any = SimpleNamespace(task="classification", classes=())
+    parts = [Prediction(labels[:1]), Prediction(labels[1:])]  # a batch of two requests
+    metrics.observe_predict(model, 0.001, parts)
+    exposed = text_string_to_metric_families(metrics.exposition().decode())
+    counted = {
+        sample.labels["class"]: sample.value
+        for family in exposed
+        if family.name == "mlops_predictions"
+        for sample in family.samples
+        if sample.name == "mlops_predictions_total"
+    }
+    assert counted == dict(Counter(str(label) for label in labels.tolist()))
