@@ -56,9 +56,10 @@ def numpy_step(step: Any) -> Any:
     """The NumPy form of a fitted step that has one, else the step itself."""
     if getattr(step, "_sklearn_output_config", {}).get("transform", "default") != "default":
         return step
-    if isinstance(step, SimpleImputer):
+    # Exact types: a subclass may transform otherwise.
+    if type(step) is SimpleImputer:
         return _imputer(step)
-    if isinstance(step, StandardScaler) and hasattr(step, "n_features_in_"):
+    if type(step) is StandardScaler and hasattr(step, "n_features_in_"):
         mean = step.mean_ if step.with_mean else None  # mean_ is fitted even when not used
         scale = step.scale_ if step.with_std else None
         return Standardize(_float_or_none(mean), _float_or_none(scale))

@@ -192,8 +192,9 @@ def test_several_workers_report_one_merged_view(mlp_server: Server) -> None:
         np.array([-1, 5000, -1, -1]),  # other integers
         np.array(["yes", "no", "yes", "yes"]),
         np.array([True, False, True]),
+        np.array([], dtype=np.int64),  # a generic model may answer with no labels
     ],
-    ids=["small-ints", "other-ints", "strings", "booleans"],
+    ids=["small-ints", "other-ints", "strings", "booleans", "none"],
 )
 def test_predicted_classes_are_counted_by_label(labels: np.ndarray) -> None:
     metrics = Metrics(prediction_buckets=(0.5,))
