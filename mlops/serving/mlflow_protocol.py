@@ -41,6 +41,7 @@ from mlops.serving.validate import (
     check_row_count,
     columns_from_records,
     columns_from_rows,
+    may_hold_booleans,
     table_from_columns,
     table_from_frame,
     table_from_rows,
@@ -97,7 +98,7 @@ def decode(body: bytes, mime: str, schema: InputSchema, max_rows: int) -> Invoca
     keys = [key for key in FORMATS if key in payload]
     if len(keys) != 1:
         raise InputError(f"request body must have exactly one of {FORMATS}", "bad_format")
-    plain = b"true" not in body and b"false" not in body
+    plain = not may_hold_booleans(body)
     table = _DECODERS[keys[0]](payload[keys[0]], schema, max_rows, plain)
     return Invocation(table, parse_params(payload.get("params")))
 

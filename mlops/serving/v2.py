@@ -33,7 +33,13 @@ from mlops.serving.http import (
 from mlops.serving.mlflow_protocol import parse_json
 from mlops.serving.model import Options, ServedModel
 from mlops.serving.schema import InputSchema, numpy_v2_datatype
-from mlops.serving.validate import Table, check_row_count, table_from_columns, table_from_rows
+from mlops.serving.validate import (
+    Table,
+    check_row_count,
+    may_hold_booleans,
+    table_from_columns,
+    table_from_rows,
+)
 
 SERVER = {"name": "mlops-model-server", "version": "1", "extensions": []}
 OUTPUTS = ("predictions", "probabilities")
@@ -75,7 +81,7 @@ def decode(body: bytes, schema: InputSchema, max_rows: int, classifier: bool) ->
         raise InputError('request body must be {"inputs": [tensor, ...]}', "bad_format")
     tensors = [_tensor(item) for item in inputs]
     if len(tensors) == 1 and len(tensors[0].shape) == 2 and tensors[0].name not in schema.index:
-        plain = b"true" not in body and b"false" not in body  # see validate.table_from_rows
+        plain = not may_hold_booleans(body)  # see validate.table_from_rows
         table = _matrix(tensors[0], schema, max_rows, plain)
     else:
         table = _columns(tensors, schema, max_rows)

@@ -16,7 +16,7 @@ from mlops.serving.http import dumps, jsonable
 from mlops.serving.schema import Column, InputSchema
 from mlops.serving.settings import check_serve_config
 from mlops.serving.source import parse_source
-from mlops.serving.validate import Table, drift_counts, to_frame
+from mlops.serving.validate import Table, drift_counts, may_hold_booleans, to_frame
 
 pytestmark = pytest.mark.serving
 
@@ -89,6 +89,21 @@ def test_number_rows_in_either_column_order_decode_alike() -> None:
     assert (error.reason, error.message) == ("wrong_type", "column 'b', row 0: expected an integer")
 
 
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"instances": [[1.5, -2e-05, 3E+2], [0, 1, 2]]}', False),
+        (b'{"dataframe_split": {"columns": ["rate", "size"], "data": [[1,\n 2]]}}', False),
+        (b'{"instances": [[1.5, true, 3]]}', True),
+        (b'{"instances":[[false,1,2]]}', True),
+        (b'{"inputs": [{"name": "a", "datatype": "BOOL", "data": [true]}]}', True),
+        (b'{"dataframe_split": {"columns": ["is_true"], "data": [[1]]}}', True),  # false alarm
+    ],
+)
+def test_bodies_that_may_hold_booleans_are_told_apart(body: bytes, expected: bool) -> None:
+    assert may_hold_booleans(body) is expected
+
+
 def test_csv_decodes_with_empty_cells_as_missing() -> None:
     body = b"b,a,c\n2,1.0,3\n5,4,\n"
     table = mlflow_protocol.decode(body, "text/csv", NUMERIC, 100).table
@@ -124,6 +139,12 @@ def test_exact_types_cast_integer_columns() -> None:
             "'b', row 0: expected an integer",
         ),
         ({"instances": [{"a": True, "b": 2, "c": 3}]}, "wrong_type", "got true/false"),
+        ({"instances": [[1.5, True, 3]]}, "wrong_type", "'b', row 0: expected a number, got true"),
+        (
+            {"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1, 2, False]]}},
+            "wrong_type",
+            "'c', row 0: expected a number, got true/false",
+        ),
         ({"instances": [{"a": None, "b": 2, "c": 3}]}, "missing_value", "'a', row 0: missing"),
         ({"instances": [[1, 2, 3], [1, 2, 3], [None, 2, 3]]}, "missing_value", "row 2"),
         ({"instances": []}, "empty", "no rows"),
