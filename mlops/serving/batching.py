@@ -5,8 +5,10 @@ every queued job for the same model object and options, up to `max_batch_rows`, 
 together (in the predict thread pool, or inline when the server is otherwise idle) and hands
 each job exactly its own rows, in order. No timer holds a lone request back: a batch is whatever
 queued up while the previous predict ran, plus (for at most `max_batch_wait_ms`) requests
-already being decoded. A forest costs about the same
-for 1 row as for 100, so under load this multiplies throughput; at concurrency 1 it adds nothing.
+already being decoded. A small request for one of our models that is still alone in the server
+after two event-loop turns skips the queue and is predicted in its own task. A forest costs
+about the same for 1 row as for 100, so under load this multiplies throughput; at concurrency 1
+it adds nothing.
 
 A job keeps the model it was validated against: after a hot reload, queued jobs still run on the
 old model object and new ones on the new, never mixed in one batch. If a batch predict raises, its
@@ -69,6 +71,7 @@ class Batcher:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="predict")
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = 0  # batches being predicted
+        self._deciding = 0  # lone requests waiting to see whether they may predict in their task
 
     def start(self) -> None:
         self._spawn(self._dispatch())
@@ -91,6 +94,10 @@ class Batcher:
             )
         loop = asyncio.get_running_loop()
         job = Job(model, table, options, loop.create_future(), time.perf_counter())
+        if self._may_predict_here(job) and await self._still_alone():
+            if loop.time() >= deadline:
+                raise DeadlineExceeded("the request took longer than its time budget")
+            return self._predict_here(job)
         self._queue.append(job)
         self._wakeup.set()
         timer = loop.call_later(max(0.0, deadline - loop.time()), _expire, job)
@@ -98,6 +105,39 @@ class Batcher:
             return await job.future
         finally:
             timer.cancel()
+
+    def _may_predict_here(self, job: Job) -> bool:
+        return job.model.fast_path and job.table.n_rows <= _INLINE_MAX_ROWS and self._idle()
+
+    def _idle(self) -> bool:
+        return not (self._queue or self.arriving or self._running or self._deciding)
+
+    async def _still_alone(self) -> bool:
+        """After two event-loop turns, is this request still the only one in the server?
+        Requests already read get those turns to announce themselves (with one turn, 32
+        concurrent clients were never coalesced: the batching test); when several are deciding
+        at once, all of them go to the queue and are predicted together."""
+        self._deciding += 1
+        try:
+            for _ in range(2):
+                await asyncio.sleep(0)
+        finally:
+            self._deciding -= 1
+        return self._idle()
+
+    def _predict_here(self, job: Job) -> Prediction:
+        """A lone small request for one of our models, predicted in its own task: no queue, no
+        dispatcher hand-offs, no future or deadline timer (15 us of the 63 us the batcher added
+        to a lone 100-row request, measured in-process)."""
+        started = time.perf_counter()
+        self.metrics.observe_batch([started - job.enqueued])
+        try:
+            (part,) = _predict_batch([job])
+        except Exception:  # the model's own error; logged with its trace, answered without
+            log.exception("prediction failed for %s", job.model.ref.uri)
+            raise PredictionFailed("the model failed to predict these rows") from None
+        self.metrics.observe_predict(job.model, time.perf_counter() - started, [part])
+        return part
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)

@@ -78,6 +78,17 @@ def test_one_large_request_is_one_predict_call(
     assert calls_after - calls_before == 1
 
 
+def test_lone_requests_are_one_predict_call_each_and_counted(
+    linear_server: Server, bc_rows: list[list[float]]
+) -> None:
+    calls_before, requests_before = batch_counts(linear_server)
+    for size in (1, 3, 5):
+        reply = linear_server.post("/invocations", {"instances": bc_rows[:size]})
+        assert len(reply.json()["predictions"]) == size
+    calls_after, requests_after = batch_counts(linear_server)
+    assert (calls_after - calls_before, requests_after - requests_before) == (3, 3)
+
+
 def test_json_body_stays_small_for_one_row(
     linear_server: Server, bc_rows: list[list[float]]
 ) -> None:
