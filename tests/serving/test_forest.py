@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 from sklearn.compose import ColumnTransformer
-from sklearn.datasets import load_diabetes
+from sklearn.datasets import load_diabetes, load_wine
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     GradientBoostingClassifier,
@@ -39,7 +39,16 @@ def test_a_classifier_forest_path_predicts_what_the_forest_predicts(forest: Any)
     np.testing.assert_array_equal(path.predict(rows), fitted.predict(rows))
     np.testing.assert_array_equal(path.classes_, fitted.classes_)
     with pytest.raises(ValueError, match="expected 30 features"):
-        path.predict_proba(rows[:, 1:])  # Tree.predict would read past the row
+        path.predict_proba(rows[:, 1:])  # Tree.apply would read past the row
+
+
+def test_a_three_class_forest_path_predicts_what_the_forest_predicts() -> None:
+    wine = load_wine()
+    fitted = RandomForestClassifier(n_estimators=25, random_state=0).fit(wine.data, wine.target)
+    path = forest_path(fitted)
+    assert isinstance(path, ForestClassifierPath)
+    np.testing.assert_array_equal(path.predict_proba(wine.data), fitted.predict_proba(wine.data))
+    np.testing.assert_array_equal(path.predict(wine.data), fitted.predict(wine.data))
 
 
 def test_a_regressor_forest_path_predicts_what_the_forest_predicts() -> None:
