@@ -74,7 +74,7 @@ class Metrics:
         )
         self.drift = Counter(
             "mlops_input_out_of_profile_values",
-            "Input values outside the training range or category set, by column.",
+            "Values of predicted rows outside the training range or category set, by column.",
             ["column"],
             registry=registry,
         )
