@@ -133,9 +133,8 @@ class Batcher:
         started = time.perf_counter()
         try:
             (part,) = _predict_batch([job])
-        except Exception:  # the model's own error; logged with its trace, answered without
-            log.exception("prediction failed for %s", job.model.ref.uri)
-            raise PredictionFailed("the model failed to predict these rows") from None
+        except Exception:
+            raise _prediction_failed(job) from None
         seconds = time.perf_counter() - started
         asyncio.get_running_loop().call_soon(self._observe_alone, job, started, seconds, part)
         return part
@@ -202,8 +201,7 @@ class Batcher:
                 parts = await self._call(batch)
             except Exception:  # one bad request must not fail its neighbours: retry one by one
                 if len(batch) == 1:
-                    log.exception("prediction failed for %s", batch[0].model.ref.uri)
-                    _fail(batch[0], PredictionFailed("the model failed to predict these rows"))
+                    _fail(batch[0], _prediction_failed(batch[0]))
                     return
                 for job in batch:
                     await self._run_alone(job)
@@ -235,8 +233,7 @@ class Batcher:
         try:
             (part,) = await loop.run_in_executor(self._executor, _predict_batch, [job])
         except Exception:  # the model's own error; logged with its trace, answered without
-            log.exception("prediction failed for %s", job.model.ref.uri)
-            _fail(job, PredictionFailed("the model failed to predict these rows"))
+            _fail(job, _prediction_failed(job))
             return
         self.metrics.observe_predict(job.model, time.perf_counter() - started, [part])
         if not job.future.done():
@@ -269,6 +266,13 @@ def _predict_batch(batch: list[Job]) -> list[Prediction]:
 
 def _expire(job: Job) -> None:
     _fail(job, DeadlineExceeded("the request took longer than its time budget"))
+
+
+def _prediction_failed(job: Job) -> PredictionFailed:
+    """Called in an `except` block: the model's own error is logged with its trace; the answer
+    gets neither."""
+    log.exception("prediction failed for %s", job.model.ref.uri)
+    return PredictionFailed("the model failed to predict these rows")
 
 
 def _fail(job: Job, error: Exception) -> None:

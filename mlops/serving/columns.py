@@ -126,10 +126,9 @@ def _named(columns: Any, index: dict[str, int]) -> bool:
 
 def _without_feature_names(fitted: Any) -> tuple[Any, ...]:
     """Copies of the fitted steps (in their NumPy form where they have one, steps.py) that
-    forget the column names they were fitted with:
-    scikit-learn warns on every call when a transformer fitted on a DataFrame is given an array.
-    The names are not used to transform: the columns are selected by position here, in the
-    fitted order."""
+    forget the column names they were fitted with: scikit-learn warns on every call when a
+    transformer fitted on a DataFrame is given an array. The names are not used to transform:
+    the columns are selected by position here, in the fitted order."""
     steps = fitted_steps([copy.deepcopy(fitted)])
     for step in steps:
         if hasattr(step, "feature_names_in_"):

@@ -113,9 +113,10 @@ def _number_matrix(schema: InputSchema, names: Sequence[str], rows: Sequence[Any
         data = matrix[:, [where[name] for name in schema.names]].astype(np.float64)
     if not np.isfinite(data).all():
         return None
-    integers = data[:, schema.integer_mask] if schema.integer_mask.any() else None
-    if integers is not None and (integers != np.floor(integers)).any():
-        return None
+    if schema.integer_mask.any():
+        integers = data[:, schema.integer_mask]
+        if (integers != np.floor(integers)).any():
+            return None
     return Table(data)
 
 

@@ -49,6 +49,8 @@ class Generic(PythonModel):
     def predict(self, context, model_input, params=None):
         params = params or {}
         time.sleep(float(params.get("sleep_s", 0.0)))
+        if (model_input["x"] == -999.0).any():
+            raise ValueError("x = -999 breaks this model on purpose")
         label_length = model_input["label"].str.len().to_numpy()
         bonus = np.where(model_input["flag"].to_numpy(dtype=bool), label_length, 0)
         return (model_input["x"] * 2 + model_input["n"] + bonus) * float(params.get("scale", 1.0))

@@ -32,6 +32,19 @@ def test_probabilities_are_refused_for_a_model_without_them(generic_server: Serv
     assert "probabilities" in reply.json()["message"]
 
 
+def test_a_model_that_raises_gets_500_without_its_error_and_keeps_serving(
+    generic_server: Server,
+) -> None:
+    record = {**RECORDS[0], "x": -999.0}
+    reply = generic_server.post("/invocations", {"dataframe_records": [record]})
+    assert reply.status == 500
+    assert reply.json() == {
+        "error_code": "INTERNAL_ERROR",
+        "message": "the model failed to predict these rows",
+    }
+    assert generic_server.post("/invocations", {"dataframe_records": RECORDS}).status == 200
+
+
 def test_string_in_a_long_column_is_refused(generic_server: Server) -> None:
     record = {**RECORDS[0], "n": "3"}
     reply = generic_server.post("/invocations", {"dataframe_records": [record]})
