@@ -1,5 +1,6 @@
-"""The forest path (serving/forest.py): a fitted forest's trees called directly. It must give
-what the forest gives, to the bit."""
+"""The forest path (serving/forest.py): a fitted forest's trees called directly, by bitmasks for
+small batches of small trees and by `Tree.apply` otherwise. Both must give what the forest
+gives, to the bit."""
 
 from __future__ import annotations
 
@@ -34,9 +35,11 @@ def test_a_classifier_forest_path_predicts_what_the_forest_predicts(forest: Any)
     fitted = forest(n_estimators=25, max_features=0.5, random_state=0).fit(frame.values, target)
     path = forest_path(fitted)
     assert isinstance(path, ForestClassifierPath)
+    assert path.bitmasks is not None
     rows = frame.values[:, ::-1].copy()[:, ::-1]  # a matrix that is not C-contiguous too
-    np.testing.assert_array_equal(path.predict_proba(rows), fitted.predict_proba(rows))
-    np.testing.assert_array_equal(path.predict(rows), fitted.predict(rows))
+    for batch in (rows[:1], rows[:200], rows):  # bitmasks, bitmasks, Tree.apply (569 rows)
+        np.testing.assert_array_equal(path.predict_proba(batch), fitted.predict_proba(batch))
+        np.testing.assert_array_equal(path.predict(batch), fitted.predict(batch))
     np.testing.assert_array_equal(path.classes_, fitted.classes_)
     with pytest.raises(ValueError, match="expected 30 features"):
         path.predict_proba(rows[:, 1:])  # Tree.apply would read past the row
@@ -58,7 +61,54 @@ def test_a_regressor_forest_path_predicts_what_the_forest_predicts() -> None:
     )
     path = forest_path(fitted)
     assert path is not None and not hasattr(path, "predict_proba")
-    np.testing.assert_array_equal(path.predict(diabetes.data), fitted.predict(diabetes.data))
+    assert path.bitmasks is None  # trees of hundreds of leaves: Tree.apply whatever the rows
+    for batch in (diabetes.data[:1], diabetes.data):
+        np.testing.assert_array_equal(path.predict(batch), fitted.predict(batch))
+
+
+def test_trees_of_up_to_64_leaves_take_the_bitmasks_with_64_bit_masks() -> None:
+    diabetes = load_diabetes()
+    fitted = RandomForestRegressor(n_estimators=25, max_leaf_nodes=64, random_state=0).fit(
+        diabetes.data, diabetes.target
+    )
+    path = forest_path(fitted)
+    assert path is not None and path.bitmasks is not None
+    assert path.bitmasks.mask_dtype is np.uint64
+    for batch in (diabetes.data[:1], diabetes.data[:300]):  # one row: a single sum per tree
+        np.testing.assert_array_equal(path.predict(batch), fitted.predict(batch))
+
+
+def test_rows_on_a_split_threshold_go_where_the_tree_sends_them() -> None:
+    """The bitmasks test float32 values against thresholds rounded down to float32; the tree
+    tests them against the float64 threshold. Values at a threshold and next to its float32
+    rounding must go the same way."""
+    frame, target = breast_cancer()
+    fitted = RandomForestClassifier(n_estimators=25, random_state=0).fit(frame.values, target)
+    path = forest_path(fitted)
+    assert path is not None and path.bitmasks is not None
+    rows = []
+    for tree in fitted.estimators_:
+        split = 0  # the root: every row meets it
+        threshold = tree.tree_.threshold[split]
+        rounded = np.float32(threshold)
+        for value in (threshold, rounded, *np.nextafter(rounded, np.float32([-np.inf, np.inf]))):
+            row = frame.values[len(rows) % len(frame)].copy()
+            row[tree.tree_.feature[split]] = value
+            rows.append(row)
+    batch = np.array(rows)
+    np.testing.assert_array_equal(path.predict_proba(batch), fitted.predict_proba(batch))
+
+
+def test_rows_with_missing_values_go_where_the_trees_learnt_to_send_them() -> None:
+    frame, target = breast_cancer()
+    values = frame.values.copy()
+    values[np.random.default_rng(0).random(values.shape) < 0.1] = np.nan
+    fitted = RandomForestClassifier(n_estimators=25, random_state=0).fit(values, target)
+    path = forest_path(fitted)
+    assert path is not None and path.bitmasks is not None
+    batch = values[:50]  # small enough for the bitmasks, which leave NaN rows to Tree.apply
+    np.testing.assert_array_equal(path.predict(batch), fitted.predict(batch))
+    np.testing.assert_array_equal(path.predict_proba(batch), fitted.predict_proba(batch))
 
 
 def test_other_models_keep_their_own_predict() -> None:
