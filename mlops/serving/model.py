@@ -10,9 +10,9 @@ Any MLflow pyfunc model with a column signature is served. Two predictors:
   model starts with a plain fitted ColumnTransformer (ours do), it goes one step further: the
   transformers inside it get the request matrix itself (columns.py), about 1.6 ms less a call,
   its numeric imputer and scaler run in a NumPy form (steps.py), and a final random forest or
-  extra-trees has its trees called directly (forest.py: 0.37 ms where the forest's own predict
-  took 11.3 ms for 1 row); used only if it predicts what the model does on the warm-up and
-  probe rows.
+  extra-trees skips the forest's own predict (forest.py: 0.02-0.03 ms where the forest's own
+  predict took 11.3 ms for 1 row); used only if it predicts what the model does on the warm-up
+  and probe rows.
 * `PyfuncPredictor` for everything else: `pyfunc.predict(frame, params)`, exact signature dtypes.
 
 A model is ready only after it answered a warm-up prediction on its input example (or, without
