@@ -63,25 +63,23 @@ class LeafBitmasks:
         self.mask_dtype = np.uint32 if n_leaves <= 32 else np.uint64
         self.n_trees = len(trees)
         self.n_splits = max(n_leaves - 1, 1)  # per tree; smaller trees get splits that never fail
+        self.width = node_values[0].shape[1]
         shape = (self.n_trees, self.n_splits)
         features = np.zeros(shape, dtype=np.intp)
         thresholds = np.full(shape, np.inf)
         under_left = np.zeros(shape, dtype=self.mask_dtype)
-        self.width = node_values[0].shape[1]
         # At least two columns (a regressor's second is zeros): see `mean`.
-        self.leaf_values = np.zeros((self.n_trees * n_leaves, max(self.width, 2)))
+        leaf_values = np.zeros((self.n_trees, n_leaves, max(self.width, 2)))
         for i, (tree, values) in enumerate(zip(trees, node_values, strict=True)):
             splits, leaves = _splits_and_leaves(tree)
-            if splits:
-                n = len(splits)
+            if n := len(splits):
                 features[i, :n], thresholds[i, :n], under_left[i, :n] = zip(*splits, strict=True)
-            self.leaf_values[i * n_leaves : i * n_leaves + len(leaves), : self.width] = values[
-                leaves
-            ]
+            leaf_values[i, : len(leaves), : self.width] = values[leaves]
         self.features = features.ravel()
         self.thresholds = _float32_at_most(thresholds.ravel())[:, None]
         self.under_left = under_left.reshape(-1, 1)
-        # The leaf's number counts the cleared bits below it plus one (see `leaf_values_of`).
+        self.leaf_values = leaf_values.reshape(self.n_trees * n_leaves, -1)
+        # `_leaves` counts a leaf's bit and the cleared bits below it: one more than its number.
         self.before_first_leaf = (np.arange(self.n_trees) * n_leaves - 1)[:, None]
 
     def mean(self, data: np.ndarray) -> np.ndarray:
@@ -90,7 +88,8 @@ class LeafBitmasks:
         sum along the fast axis in memory (`numpy.sum`'s notes), and the trees' axis never is:
         there are at least two columns. + 0.0 turns a sum of -0.0 into the 0.0 the forest's
         sum, started from zeros, gives."""
-        total: np.ndarray = np.add.reduce(self.leaf_values.take(self._leaves(data), axis=0))
+        leaf_values = self.leaf_values.take(self._leaves(data), axis=0)  # (trees, rows, columns)
+        total: np.ndarray = np.add.reduce(leaf_values, axis=0)
         total += 0.0
         total /= self.n_trees
         return total[:, : self.width]
