@@ -8,13 +8,14 @@ again. For our 100-tree forest that was nearly all of a predict: the forest's ow
 It finds every row's leaf in every tree, from the float32 matrix the forest converts its input
 to, by one of two roads:
 
-* `LeafBitmasks`, for up to `_BITMASK_MAX_ROWS` rows and trees of at most 64 leaves: every split
-  of every tree is tested at once and each tree's leaf is read off bitmasks (QuickScorer:
-  Lucchese et al., SIGIR 2015). A dozen NumPy calls however many trees there are, and no branch
-  that depends on the data, so it costs the same whether or not the CPU has just seen these
-  rows. `Tree.apply` walks each row down each tree: 300 calls for 100 trees, and a branch
-  mispredicted at about every other split of rows it has not just walked (its 100-row predict
-  took 0.31 ms for the same rows over and over, 0.45 ms for rows that change, as requests do).
+* `LeafBitmasks`, for trees of at most 64 leaves and batches of up to `_MAX_BITMASK_TESTS`
+  split tests (our 100-tree forest: 652 rows): every split of every tree is tested at once and
+  each tree's leaf is read off bitmasks (QuickScorer: Lucchese et al., SIGIR 2015). A dozen
+  NumPy calls however many trees there are, and no branch that depends on the data, so it costs
+  the same whether or not the CPU has just seen these rows. `Tree.apply` walks each row down
+  each tree, 300 calls for 100 trees, on branches the CPU predicts well only for rows it has just
+  walked: its 100-row predict took 0.31 ms for the same rows over and over, 0.45 ms for rows
+  that change, as requests do.
 * Otherwise each fitted tree's underlying `tree_` (the public Tree object that the tree's own
   `predict_proba` / `predict` call once they have checked their input): `Tree.apply`. It is
   the faster one for large batches, and sends missing values (NaN) where the tree learnt to.
@@ -42,12 +43,16 @@ _CLASSIFIERS = (RandomForestClassifier, ExtraTreesClassifier)
 _REGRESSORS = (RandomForestRegressor, ExtraTreesRegressor)
 _LEAF = -1  # children_left of a leaf (sklearn.tree._tree.TREE_LEAF)
 _MAX_BITMASK_LEAVES = 64
-# Up to this many rows the bitmasks beat Tree.apply. In-process, our 100-tree forest (trees of
-# up to 24 leaves), rows changing between calls, three runs, ms: 1 row 0.02-0.03 against
-# 0.24-0.42; 100 rows 0.23-0.35 against 0.45-0.67; 256 rows 0.49-0.73 against 0.74-1.0; 600
-# rows 1.1-1.5 against 1.3-1.6; 1000 rows 2.3-4.7 against 2.0-2.5 (their arrays outgrow the
-# CPU's caches).
-_BITMASK_MAX_ROWS = 512
+# Split tests (rows x trees x splits per tree) per call up to which the bitmasks beat Tree.apply,
+# by mask width. In-process, rows changing between calls, ms, bitmasks against Tree.apply:
+# - 32-bit masks, our 100-tree forest (trees of up to 24 leaves): 1 row 0.03 / 0.43, 100 rows
+#   0.23 / 0.45, 400 rows (0.9 M tests) 0.74 / 0.99, 800 rows (1.8 M) 1.46 / 1.69; 100 trees of
+#   8 leaves, 800 rows (0.6 M) 0.59 / 1.93;
+# - 64-bit masks, 100 trees of 64 leaves: 20 rows (0.13 M) 0.28 / 0.36, 100 rows (0.63 M) 0.84 /
+#   0.76, 200 rows 2.29 / 1.22; 500 such trees: 1 row 0.07 / 1.55, 20 rows (0.63 M) 1.49 / 2.68
+#   (the 100-tree case sets the cap).
+# The caps also bound the call's temporary arrays (9 or 13 bytes a test: 13.5 or 5.2 MB).
+_MAX_BITMASK_TESTS = {np.uint32: 1_500_000, np.uint64: 400_000}
 
 
 class LeafBitmasks:
@@ -79,6 +84,7 @@ class LeafBitmasks:
         self.thresholds = _float32_at_most(thresholds.ravel())[:, None]
         self.under_left = under_left.reshape(-1, 1)
         self.leaf_values = leaf_values.reshape(self.n_trees * n_leaves, -1)
+        self.max_rows = _MAX_BITMASK_TESTS[self.mask_dtype] // features.size
         # `_leaves` counts a leaf's bit and the cleared bits below it: one more than its number.
         self.before_first_leaf = (np.arange(self.n_trees) * n_leaves - 1)[:, None]
 
@@ -128,7 +134,7 @@ class ForestRegressorPath:
         if data.ndim != 2 or data.shape[1] != self.n_features:  # Tree.apply does not check
             raise ValueError(f"expected {self.n_features} features, got shape {data.shape}")
         bitmasks = self.bitmasks
-        if bitmasks is not None and data.shape[0] <= _BITMASK_MAX_ROWS and not np.isnan(data).any():
+        if bitmasks is not None and data.shape[0] <= bitmasks.max_rows and not np.isnan(data).any():
             return bitmasks.mean(data)
         total = np.zeros((data.shape[0], self.node_values[0].shape[1]), dtype=np.float64)
         for tree, values in zip(self.trees, self.node_values, strict=True):

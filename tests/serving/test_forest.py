@@ -37,7 +37,8 @@ def test_a_classifier_forest_path_predicts_what_the_forest_predicts(forest: Any)
     assert isinstance(path, ForestClassifierPath)
     assert path.bitmasks is not None
     rows = frame.values[:, ::-1].copy()[:, ::-1]  # a matrix that is not C-contiguous too
-    for batch in (rows[:1], rows[:200], rows):  # bitmasks, bitmasks, Tree.apply (569 rows)
+    over_the_cap = np.resize(rows, (path.bitmasks.max_rows + 1, rows.shape[1]))
+    for batch in (rows[:1], rows, over_the_cap):  # bitmasks, bitmasks, Tree.apply
         np.testing.assert_array_equal(path.predict_proba(batch), fitted.predict_proba(batch))
         np.testing.assert_array_equal(path.predict(batch), fitted.predict(batch))
     np.testing.assert_array_equal(path.classes_, fitted.classes_)
@@ -74,7 +75,8 @@ def test_trees_of_up_to_64_leaves_take_the_bitmasks_with_64_bit_masks() -> None:
     path = forest_path(fitted)
     assert path is not None and path.bitmasks is not None
     assert path.bitmasks.mask_dtype is np.uint64
-    for batch in (diabetes.data[:1], diabetes.data[:300]):  # one row: a single sum per tree
+    assert 100 < path.bitmasks.max_rows < len(diabetes.data)  # fewer rows than 32-bit masks get
+    for batch in (diabetes.data[:1], diabetes.data[:100], diabetes.data):  # 1 row: one sum a tree
         np.testing.assert_array_equal(path.predict(batch), fitted.predict(batch))
 
 
