@@ -107,7 +107,7 @@ class Batcher:
             timer.cancel()
 
     def _may_predict_here(self, job: Job) -> bool:
-        return job.model.fast_path and job.table.n_rows <= _INLINE_MAX_ROWS and self._idle()
+        return _fit_for_the_loop(job.model, job.table.n_rows) and self._idle()
 
     def _idle(self) -> bool:
         return not (self._queue or self.arriving or self._running or self._deciding)
@@ -220,9 +220,9 @@ class Batcher:
         arriving or running is predicted right here: the two thread wake-ups cost about 0.5 ms
         a request on a busy 2-core machine (measured at concurrency 1), with nothing to overlap.
         A generic model may be slow, so it always runs in the thread."""
-        small = sum(job.table.n_rows for job in batch) <= _INLINE_MAX_ROWS
+        rows = sum(job.table.n_rows for job in batch)
         idle = not self._queue and not self.arriving and self._running == 1
-        if small and idle and batch[0].model.fast_path:
+        if idle and _fit_for_the_loop(batch[0].model, rows):
             return _predict_batch(batch)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, _predict_batch, batch)
@@ -238,6 +238,11 @@ class Batcher:
         self.metrics.observe_predict(job.model, time.perf_counter() - started, [part])
         if not job.future.done():
             job.future.set_result(part)
+
+
+def _fit_for_the_loop(model: ServedModel, n_rows: int) -> bool:
+    """One of our models (whose cost we know) on few enough rows to predict on the event loop."""
+    return model.fast_path and n_rows <= _INLINE_MAX_ROWS
 
 
 def _same_batch(head: Job, job: Job) -> bool:

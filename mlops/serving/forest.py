@@ -63,8 +63,15 @@ class LeafBitmasks:
     lowest bit left standing: the failed splits on its road cleared every leaf to its left, and
     no split clears the leaf a row reaches (it is under no failed split's left child)."""
 
-    def __init__(self, trees: tuple[Any, ...], node_values: tuple[np.ndarray, ...]) -> None:
-        n_leaves = max(_leaf_count(tree) for tree in trees)
+    @classmethod
+    def of(cls, trees: tuple[Any, ...], node_values: tuple[np.ndarray, ...]) -> LeafBitmasks | None:
+        """The trees' bitmasks, or None when a tree has more leaves than a mask has bits."""
+        n_leaves = max(int(np.count_nonzero(tree.children_left == _LEAF)) for tree in trees)
+        return cls(trees, node_values, n_leaves) if n_leaves <= _MAX_BITMASK_LEAVES else None
+
+    def __init__(
+        self, trees: tuple[Any, ...], node_values: tuple[np.ndarray, ...], n_leaves: int
+    ) -> None:
         self.mask_dtype = np.uint32 if n_leaves <= 32 else np.uint64
         self.n_trees = len(trees)
         self.n_splits = max(n_leaves - 1, 1)  # per tree; smaller trees get splits that never fail
@@ -123,8 +130,7 @@ class ForestRegressorPath:
         self.node_values = tuple(
             tree.value.reshape(tree.node_count, -1)[:, :width] for tree in self.trees
         )
-        fits = all(_leaf_count(tree) <= _MAX_BITMASK_LEAVES for tree in self.trees)
-        self.bitmasks = LeafBitmasks(self.trees, self.node_values) if fits else None
+        self.bitmasks = LeafBitmasks.of(self.trees, self.node_values)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         return self._mean(features)[:, 0]
@@ -167,10 +173,6 @@ def forest_path(estimator: Any) -> ForestRegressorPath | None:
     if isinstance(estimator, _REGRESSORS):
         return ForestRegressorPath(estimator)
     return None
-
-
-def _leaf_count(tree: Any) -> int:
-    return int(np.count_nonzero(tree.children_left == _LEAF))
 
 
 def _splits_and_leaves(tree: Any) -> tuple[list[tuple[int, float, int]], list[int]]:
