@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Any
 
 from mlops.config import Config
+from mlops.data import PreparedData, load_prepared
 from mlops.models.families import FitInputs, family_params, fit_family
 from mlops.tracking import configure_tracking, use_experiment
-from mlops.train import PreparedData, fit_inputs, load_prepared
+from mlops.train import fit_inputs
 from mlops.tune import run_session
 from mlops.tuning.session import process_context
 from mlops.tuning.workers import trial_threads
@@ -54,7 +55,7 @@ SPEEDUP_GOAL = 1.6
 
 def bench_tune(config: Config, parallel_trials: int, repeats: int, out: Path) -> dict[str, Any]:
     """Run both measurements `repeats` times, interleaved; write and return the figures."""
-    prepared = load_prepared(config)
+    prepared = load_prepared(config.data)
     sklearn = _with(config, families=SKLEARN_FAMILIES, trials=parallel_trials)
     runs = {
         "untracked": (config, False),

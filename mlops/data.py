@@ -1,4 +1,5 @@
-"""Reading the raw data set, keeping an immutable copy of it, and splitting it reproducibly.
+"""The data: reading the raw data set, keeping an immutable copy of it, splitting it reproducibly,
+and reading back what prepare wrote (`load_prepared`), which every later stage starts from.
 
 The raw input is a data set bundled with scikit-learn (`sklearn:breast_cancer`, `sklearn:diabetes`)
 or a user's CSV / Parquet file. Column kinds are decided once here: numeric columns become float64,
@@ -8,10 +9,12 @@ categorical ones strings, so training, the logged signature and serving agree on
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
@@ -38,6 +41,22 @@ class Splits:
 
     def named(self) -> dict[str, pd.DataFrame]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    splits: Splits
+    manifest: dict[str, Any]
+    profile: dict[str, Any]
+
+    @property
+    def digest(self) -> str:
+        return str(self.manifest["digest"])
+
+    def xy(self, split: str) -> tuple[pd.DataFrame, pd.Series]:
+        frame = self.splits.named()[split]
+        target = self.manifest["target"]
+        return frame.drop(columns=[target]), frame[target]
 
 
 def load_raw(config: DataConfig, snapshot_dir: Path) -> RawData:
@@ -158,3 +177,26 @@ def _snapshot_file(source: Path, directory: Path, name: str = "", move: bool = F
 
 def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((directory / "manifest.json").read_text())
+    return manifest
+
+
+def read_profile(directory: Path) -> dict[str, Any]:
+    profile: dict[str, Any] = json.loads((directory / "profile.json").read_text())
+    return profile
+
+
+def load_prepared(config: DataConfig) -> PreparedData:
+    """The splits, manifest and profile prepare wrote for `config`, checked against it."""
+    directory = config.prepared_dir
+    splits = read_splits(directory)
+    manifest, profile = read_manifest(directory), read_profile(directory)
+    if manifest["target"] != config.target or manifest["task"] != config.task:
+        raise DataError(
+            f"prepared data in {directory} is for target {manifest['target']!r} "
+            f"({manifest['task']}); the config says {config.target!r}: run prepare again"
+        )
+    return PreparedData(splits=splits, manifest=manifest, profile=profile)

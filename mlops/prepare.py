@@ -51,16 +51,6 @@ def prepare(config: Config) -> Prepared:
     return Prepared(directory=data.prepared_dir, manifest=manifest)
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
-    manifest: dict[str, Any] = json.loads((directory / "manifest.json").read_text())
-    return manifest
-
-
-def read_profile(directory: Path) -> dict[str, Any]:
-    profile: dict[str, Any] = json.loads((directory / "profile.json").read_text())
-    return profile
-
-
 def _manifest(
     config: Config, raw: RawData, report: ValidationReport, splits: Splits
 ) -> dict[str, Any]:

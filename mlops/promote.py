@@ -23,13 +23,13 @@ import mlflow
 from mlflow import MlflowClient
 
 from mlops.config import Config
+from mlops.data import PreparedData, load_prepared
 from mlops.errors import RegistryError
 from mlops.evaluate import check_metric, evaluate
 from mlops.gates import Gate, Verdict, metric_gates, same_data
 from mlops.loading import latency_p95_ms, load_registered, trained_on
 from mlops.registry import CHALLENGER, CHAMPION, PREVIOUS, find_alias
 from mlops.tracking import configure_tracking, use_experiment
-from mlops.train import PreparedData, load_prepared
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def promote(config: Config, version: str | None = None, ignore_champion: bool = 
     """Decide on `version` (default: @challenger); move `champion` to it if every gate passes."""
     for metric in (config.promote.metric, *config.promote.thresholds):
         check_metric(config.data.task, metric)
-    prepared = load_prepared(config)
+    prepared = load_prepared(config.data)
     configure_tracking()
     use_experiment(config.experiment)
     name = config.registered_model

@@ -19,34 +19,16 @@ import pandas as pd
 
 from mlops import plots
 from mlops.config import Config, as_dict
-from mlops.data import Splits, read_splits
-from mlops.errors import DataError
+from mlops.data import PreparedData, load_prepared
 from mlops.evaluate import check_metric, evaluate, greater_is_better, permutation_importance
 from mlops.models.families import FamilyParams, FitInputs, family_params, fit_family
 from mlops.models.logged import log_model
 from mlops.models.torch_mlp import EpochCallback, TorchMLP
-from mlops.prepare import read_manifest, read_profile
 from mlops.provenance import git_commit
 from mlops.registry import CHALLENGER, register
 from mlops.tracking import configure_tracking, use_experiment
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    splits: Splits
-    manifest: dict[str, Any]
-    profile: dict[str, Any]
-
-    @property
-    def digest(self) -> str:
-        return str(self.manifest["digest"])
-
-    def xy(self, split: str) -> tuple[pd.DataFrame, pd.Series]:
-        frame = self.splits.named()[split]
-        target = self.manifest["target"]
-        return frame.drop(columns=[target]), frame[target]
 
 
 @dataclass(frozen=True)
@@ -67,7 +49,7 @@ class TrainResult:
 
 def train(config: Config) -> TrainResult:
     check_metric(config.data.task, config.train.selection_metric)
-    prepared = load_prepared(config)
+    prepared = load_prepared(config.data)
     configure_tracking()
     use_experiment(config.experiment)
     runs = [
@@ -79,18 +61,6 @@ def train(config: Config) -> TrainResult:
         best.model_uri, config.registered_model, CHALLENGER, _version_tags(best, prepared)
     )
     return TrainResult(runs=runs, best=best, version=version)
-
-
-def load_prepared(config: Config) -> PreparedData:
-    directory = config.data.prepared_dir
-    splits = read_splits(directory)
-    manifest, profile = read_manifest(directory), read_profile(directory)
-    if manifest["target"] != config.data.target or manifest["task"] != config.data.task:
-        raise DataError(
-            f"prepared data in {directory} is for target {manifest['target']!r} "
-            f"({manifest['task']}); the config says {config.data.target!r}: run prepare again"
-        )
-    return PreparedData(splits=splits, manifest=manifest, profile=profile)
 
 
 def fit_inputs(config: Config, prepared: PreparedData) -> FitInputs:

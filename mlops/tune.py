@@ -28,13 +28,14 @@ from mlflow.entities import Param
 from optuna.exceptions import ExperimentalWarning
 
 from mlops.config import Config, as_dict
+from mlops.data import PreparedData, load_prepared
 from mlops.errors import TuneError
 from mlops.evaluate import check_metric, greater_is_better
 from mlops.models.families import family_params
 from mlops.provenance import git_commit
 from mlops.registry import CHALLENGER, register
 from mlops.tracking import configure_tracking, use_experiment
-from mlops.train import FamilyRun, PreparedData, fit_inputs, load_prepared, run_family
+from mlops.train import FamilyRun, fit_inputs, run_family
 from mlops.tuning.session import Session, start_fork_server
 from mlops.tuning.space import trial_params
 from mlops.tuning.study import open_storage, open_study, shown_url, storage_url, study_name
@@ -68,7 +69,7 @@ class TuneResult:
 
 def tune(config: Config) -> TuneResult:
     check_metric(config.data.task, config.train.selection_metric)
-    prepared = load_prepared(config)
+    prepared = load_prepared(config.data)
     configure_tracking()
     session = run_session(config, prepared, use_experiment(config.experiment))
     best = _best(session.summaries, config.train.selection_metric)

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlops.config import Config, load_config
+from mlops.data import PreparedData, load_prepared
 from mlops.logs import setup_logging
 from mlops.tracking import configure_tracking, use_experiment
-from mlops.train import PreparedData, load_prepared
 from mlops.tune import run_session
 from tests.distributed.conftest import SCRIPT, TrackingServer, create_database
 from tests.serving.server import free_port
@@ -50,7 +50,7 @@ def measure(trials: int, postgres: str, server_url: str, folder: Path) -> dict[s
         REPO / "configs" / "default.yaml",
         ["tune.families=[linear, random_forest]", f"tune.trials={trials}"],
     )
-    prepared = load_prepared(config)
+    prepared = load_prepared(config.data)
     total = 2 * trials
 
     def sqlite() -> str:

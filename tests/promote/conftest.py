@@ -17,10 +17,11 @@ import pytest
 from mlflow import MlflowClient
 
 from mlops.config import Config, ForestParams, LinearParams, load_config
+from mlops.data import load_prepared
 from mlops.prepare import prepare
 from mlops.registry import CHALLENGER, CHAMPION, PREVIOUS, find_alias, register
 from mlops.tracking import configure_tracking, use_experiment
-from mlops.train import load_prepared, run_family
+from mlops.train import run_family
 from tests.conftest import FAST_OVERRIDES, REPO
 
 MODEL = "breast-cancer-classifier"
@@ -49,7 +50,7 @@ def built_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
         paths = [f"data.prepared_dir={tmp / 'prepared'}", f"data.raw_dir={tmp / 'raw'}"]
         config = load_config(REPO / "configs" / "default.yaml", [*paths, *FAST_OVERRIDES])
         prepare(config)
-        prepared = load_prepared(config)
+        prepared = load_prepared(config.data)
         configure_tracking()
         use_experiment(config.experiment)
         stump = ForestParams(n_estimators=1, max_depth=1, min_samples_leaf=50)

@@ -8,9 +8,9 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from mlops.data import load_prepared
 from mlops.promote import promote, rollback
 from mlops.registry import CHALLENGER, CHAMPION, register
-from mlops.train import load_prepared
 from tests.e2e.helpers import config_args, run_main
 from tests.promote.conftest import MODEL, Registry, aliases, point
 
@@ -116,7 +116,7 @@ def test_rollback_points_champion_back_at_previous_once(registry: Registry) -> N
 def test_promoted_model_loads_by_alias_and_predicts(registry: Registry) -> None:
     assert promote(registry.config, version=registry.strong).promoted
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
-    features, target = load_prepared(registry.config).xy("test")
+    features, target = load_prepared(registry.config.data).xy("test")
     assert (model.predict(features) == target.to_numpy()).mean() > 0.9
 
 

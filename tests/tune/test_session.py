@@ -18,8 +18,8 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from mlops.config import Config, load_config
+from mlops.data import load_prepared
 from mlops.prepare import prepare
-from mlops.train import load_prepared
 from mlops.tune import TuneResult, run_session, tune
 from tests.conftest import FAST_OVERRIDES, REPO
 from tests.tune.conftest import TUNE_FAST, TuneConfigFactory
@@ -118,11 +118,11 @@ def test_best_trial_is_refit_like_train_nested_and_registered_as_challenger(tune
     assert "plots/roc_curve.png" in plots
     version = client.get_model_version_by_alias(MODEL, "challenger")
     assert str(version.version) == result.version
-    digest = load_prepared(tuned.config).digest
+    digest = load_prepared(tuned.config.data).digest
     assert version.tags["data_digest"] == digest
     assert version.tags["family"] == result.best.family
     model = mlflow.pyfunc.load_model(f"models:/{MODEL}@challenger")
-    features, _ = load_prepared(tuned.config).xy("test")
+    features, _ = load_prepared(tuned.config.data).xy("test")
     assert len(model.predict(features.head(3))) == 3
 
 
@@ -143,7 +143,7 @@ def test_one_worker_with_a_seed_runs_the_same_trials_again(
     tune_config: TuneConfigFactory,
 ) -> None:
     config = tune_config("tune.families=[linear, random_forest]")
-    prepared = load_prepared(config)
+    prepared = load_prepared(config.data)
     trials = []
     for name in ("a", "b"):
         url = f"sqlite:///{tmp_path / name}.db"
@@ -165,7 +165,7 @@ def test_one_worker_with_a_seed_runs_the_same_trials_again(
 
 def test_timeout_stops_starting_trials(tune_config: TuneConfigFactory) -> None:
     config = tune_config("tune.families=[torch_mlp]", "tune.trials=50", "tune.timeout_s=3")
-    result = run_session(config, load_prepared(config), experiment_id=None)
+    result = run_session(config, load_prepared(config.data), experiment_id=None)
     summary = result.summaries["torch_mlp"]
     assert 1 <= summary.finished < 50
     assert not result.complete
