@@ -2,7 +2,8 @@
 and reading back what prepare wrote (`load_prepared`), which every later stage starts from.
 
 The raw input is a data set bundled with scikit-learn (`sklearn:breast_cancer`, `sklearn:diabetes`)
-or a user's CSV / Parquet file. Column kinds are decided once here: numeric columns become float64,
+or a user's CSV / Parquet data: a file, a folder or glob of partitions, on local disk, S3 or HTTP(S)
+(mlops/sources.py reads them). Column kinds are decided once here: numeric columns become float64,
 categorical ones strings, so training, the logged signature and serving agree on types.
 """
 
@@ -21,6 +22,7 @@ from sklearn.model_selection import train_test_split
 
 from mlops.config import DataConfig
 from mlops.errors import DataError
+from mlops.sources import Parts, fetch, read_parts
 
 BUNDLED = {"breast_cancer": "load_breast_cancer", "diabetes": "load_diabetes"}
 SPLIT_NAMES = ("train", "validation", "test")
@@ -30,7 +32,8 @@ SPLIT_NAMES = ("train", "validation", "test")
 class RawData:
     frame: pd.DataFrame
     snapshot: Path  # the immutable copy of the raw input
-    digest: str  # sha256 of the snapshot's bytes
+    # sha256 of the snapshot's bytes; for partitions, of their listing (`listing_digest`)
+    digest: str
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,12 @@ class PreparedData:
     def digest(self) -> str:
         return str(self.manifest["digest"])
 
+    @property
+    def test_digest(self) -> str | None:
+        """What prepare recorded for the test split (`frame_digest`); None for older manifests."""
+        recorded = self.manifest.get("test_digest")
+        return None if recorded is None else str(recorded)
+
     def xy(self, split: str) -> tuple[pd.DataFrame, pd.Series]:
         frame = self.splits.named()[split]
         target = self.manifest["target"]
@@ -60,30 +69,23 @@ class PreparedData:
 
 
 def load_raw(config: DataConfig, snapshot_dir: Path) -> RawData:
-    """Read the configured source and keep a read-only copy of its bytes in `snapshot_dir`."""
+    """Read the configured source and keep a read-only copy of its bytes in `snapshot_dir`.
+
+    The source is read in full before anything is written, so a source that cannot be reached or
+    read leaves no snapshot behind.
+    """
     if config.source.startswith("sklearn:"):
         frame = _load_bundled(config.source.removeprefix("sklearn:"), config.target)
         snapshot = _snapshot_frame(frame, snapshot_dir, config.source.removeprefix("sklearn:"))
-    else:
-        path = Path(config.source)
-        frame = read_table(path)
-        snapshot = _snapshot_file(path, snapshot_dir)
-    return RawData(frame=frame, snapshot=snapshot, digest=file_digest(snapshot))
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file; any problem becomes a `DataError` naming the file."""
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix not in {".csv", ".parquet", ".pq"}:
-        raise DataError(f"data file {path}: expected a .csv or .parquet file, got {suffix!r}")
-    try:
-        return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise DataError(f"data file {path} cannot be parsed as CSV: {_first_line(err)}") from None
-    except (OSError, ValueError) as err:  # pyarrow's errors derive from these
-        raise DataError(f"data file {path} cannot be read: {_first_line(err)}") from None
+        return RawData(frame=frame, snapshot=snapshot, digest=file_digest(snapshot))
+    with fetch(config.source) as parts:
+        frame = read_parts(parts)
+        if parts.partitioned:
+            snapshot, digest = _snapshot_parts(parts, snapshot_dir)
+        else:
+            snapshot = _snapshot_file(parts.parts[0].path, snapshot_dir, name=parts.title)
+            digest = file_digest(snapshot)
+    return RawData(frame=frame, snapshot=snapshot, digest=digest)
 
 
 def coerce_types(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
@@ -117,8 +119,19 @@ def splits_digest(splits: Splits) -> str:
     digest = hashlib.sha256()
     for name, frame in splits.named().items():
         digest.update(name.encode())
-        digest.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+        digest.update(_row_hashes(frame))
     return digest.hexdigest()
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """The exact rows of one split (index and values): the test rows models are scored on."""
+    return hashlib.sha256(_row_hashes(frame)).hexdigest()
+
+
+def _row_hashes(frame: pd.DataFrame) -> bytes:
+    # By value, not dtype: a split read back from Parquet hashes as the one that was written.
+    hashes: bytes = pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()
+    return hashes
 
 
 def write_splits(splits: Splits, directory: Path) -> None:
@@ -175,8 +188,40 @@ def _snapshot_file(source: Path, directory: Path, name: str = "", move: bool = F
     return target
 
 
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+def _snapshot_parts(parts: Parts, directory: Path) -> tuple[Path, str]:
+    """Store the partitions, byte for byte, as `<directory>/<digest prefix>-<title>/<name>`.
+
+    Byte copies rather than one Parquet file written from the combined table: the digest then
+    depends on the input alone, not on how a PyArrow release encodes a table, and the snapshot
+    folder is itself a valid `data.source` that reads back to the same table.
+    """
+    digest = listing_digest([(part.name, part.path) for part in parts.parts])
+    target = directory / f"{digest[:16]}-{parts.title}"
+    if target.exists():
+        return target, digest
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=directory))
+    try:
+        for part in parts.parts:
+            copy = staging / part.name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(part.path, copy)
+            copy.chmod(0o444)
+        staging.chmod(0o755)  # mkdtemp makes it private; the raw data is not secret
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target, digest
+
+
+def listing_digest(files: list[tuple[str, Path]]) -> str:
+    """sha256 of a `sha256sum`-style listing (`<sha256>  <name>` lines) of the files, in order.
+
+    It covers each file's bytes and the names that fix their order, and for a snapshot folder
+    can be checked by hand: `sha256sum <names in order> | sha256sum`.
+    """
+    listing = "".join(f"{file_digest(path)}  {name}\n" for name, path in files)
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The promotion gates, as pure functions of metrics: easy to test, easy to read in a decision.
 
-Data: the challenger, and the champion if any, must have been trained on the data prepared now,
-or their test metrics are not comparable (and the test rows may have been their training rows).
+Data: the challenger must have been trained on the data prepared now, so the test split holds no
+row it was fitted on; and the test split both models are scored on must be the one prepare
+recorded (its digest in the manifest). The champion may have been trained on older data: scored
+on the same rows as the challenger, the two are compared on the data the next model will serve.
 Thresholds: each configured test metric at least (higher is better) or at most (lower is better)
 its bound. Improvement, only against a champion: `promote.metric` better by `min_improvement`
 (absolute) and `min_relative_improvement` (of the champion's value), in the metric's direction.
@@ -64,6 +66,16 @@ def same_data(name: str, current: str, trained_on: str | None) -> Gate:
     return Gate(
         name, False, f"trained on {found}, the prepared data is {current[:12]}: not comparable"
     )
+
+
+def same_split(name: str, scored_on: str, recorded: str | None) -> Gate:
+    """Whether the test split read now is the one prepare recorded (the test split's digest)."""
+    if recorded is None:
+        return Gate(name, False, "the prepared data records no test split digest: run prepare")
+    if scored_on != recorded:
+        detail = f"test split {scored_on[:12]} is not the one prepared ({recorded[:12]})"
+        return Gate(name, False, f"{detail}: run prepare")
+    return Gate(name, True, f"scored on the prepared test split {scored_on[:12]}")
 
 
 def _threshold(name: str, value: float, bound: float) -> Gate:

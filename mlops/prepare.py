@@ -2,7 +2,8 @@
 
 Outputs (in `data.prepared_dir`, replaced as a whole, never half-written): train / validation /
 test Parquet files, `profile.json` and `manifest.json` (digests, sizes, column kinds). The raw input
-is kept as a read-only copy in `data.raw_dir`.
+is kept as a read-only copy in `data.raw_dir`. A source that cannot be read stops the step before
+anything is written or any MLflow run is started.
 """
 
 from __future__ import annotations
@@ -20,7 +21,16 @@ from typing import Any
 import mlflow
 
 from mlops.config import Config
-from mlops.data import RawData, Splits, coerce_types, load_raw, split, splits_digest, write_splits
+from mlops.data import (
+    RawData,
+    Splits,
+    coerce_types,
+    frame_digest,
+    load_raw,
+    split,
+    splits_digest,
+    write_splits,
+)
 from mlops.profile import build_profile
 from mlops.tracking import configure_tracking, use_experiment
 from mlops.validation import ValidationReport, validate
@@ -56,6 +66,8 @@ def _manifest(
 ) -> dict[str, Any]:
     return {
         "digest": splits_digest(splits),
+        # The rows promote scores the challenger and the champion on (mlops/promote.py).
+        "test_digest": frame_digest(splits.test),
         "source": config.data.source,
         "raw_snapshot": str(raw.snapshot),
         "raw_digest": raw.digest,

@@ -3,11 +3,13 @@
 python scripts/promote.py --config configs/default.yaml [--version N] [--ignore-champion]
 python scripts/promote.py --config configs/default.yaml --rollback
 
-Both models are loaded from the registry and evaluated on the same held-out test split, after
-checking that both were trained on the data prepared now (mlops/gates.py has the gates). Every
-decision is recorded twice: as an MLflow run (`mlops.step=promote`, metrics of both, the gates,
-`decision.json`) and as `promotion.*` tags on the challenger's version. A pass points `previous`
-at the old champion, then moves `champion` in one registry call; a failure moves nothing.
+Both models are loaded from the registry and scored on the test split prepared now, after checking
+that the challenger was trained on the data prepared now (the champion may have been trained on
+older data: it is re-scored on the new holdout) and that the test split is the one prepare
+recorded (mlops/gates.py has the gates). Every decision is recorded twice: as an MLflow run
+(`mlops.step=promote`, metrics of both, the split's digest, the gates, `decision.json`) and as
+`promotion.*` tags on the challenger's version. A pass points `previous` at the old champion, then
+moves `champion` in one registry call; a failure moves nothing.
 """
 
 from __future__ import annotations
@@ -20,18 +22,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 
 from mlops.config import Config
-from mlops.data import PreparedData, load_prepared
+from mlops.data import PreparedData, frame_digest, load_prepared
 from mlops.errors import RegistryError
 from mlops.evaluate import check_metric, evaluate
-from mlops.gates import Gate, Verdict, metric_gates, same_data
+from mlops.gates import Gate, Verdict, metric_gates, same_data, same_split
 from mlops.loading import latency_p95_ms, load_registered, trained_on
 from mlops.registry import CHALLENGER, CHAMPION, PREVIOUS, find_alias
+from mlops.sources import first_line
 from mlops.tracking import configure_tracking, use_experiment
 
 log = logging.getLogger(__name__)
+
+# Logged as the promote run's params and as the judged version's `promotion.*` tags.
+PARAMS = ("challenger", "champion", "data_digest", "split_digest", "champion_data_digest")
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,9 @@ class Decision:
     model: str
     challenger: str
     champion: str | None
-    data_digest: str
+    data_digest: str  # the data prepared now, which the challenger must have been trained on
+    split_digest: str  # the test rows both models are scored on
+    champion_data_digest: str | None  # what the champion was trained on (evidence, not a gate)
     verdict: Verdict
     # "challenger" / "champion" -> test metrics; empty when the data gates refused to compare.
     metrics: dict[str, dict[str, float]]
@@ -90,18 +99,23 @@ def rollback(config: Config) -> tuple[str | None, str]:
 def _decide(
     config: Config, prepared: PreparedData, challenger: str, champion: str | None
 ) -> Decision:
-    name, digest = config.registered_model, prepared.digest
-    base = Decision(name, challenger, champion, digest, Verdict(()), {}, None)
+    name, split_digest = config.registered_model, frame_digest(prepared.splits.test)
+    old_data = None if champion is None else trained_on(name, champion)
+    base = Decision(
+        name, challenger, champion, prepared.digest, split_digest, old_data, Verdict(()), {}, None
+    )
     if champion == challenger:
         return _with(base, (Gate("champion", False, f"v{challenger} is the champion already"),))
-    data = [same_data("data:challenger", digest, trained_on(name, challenger))]
-    if champion is not None:
-        data.append(same_data("data:champion", digest, trained_on(name, champion)))
+    data = (
+        same_data("data:challenger", prepared.digest, trained_on(name, challenger)),
+        same_split("data:test_split", split_digest, prepared.test_digest),
+    )
     if not all(gate.passed for gate in data):
-        return _with(base, tuple(data))
+        return _with(base, data)
     metrics, latency = _measure(config, prepared, challenger, champion)
     gates = metric_gates(config.promote, metrics["challenger"], metrics.get("champion"), latency)
-    return Decision(name, challenger, champion, digest, Verdict((*data, *gates)), metrics, latency)
+    verdict = Verdict((*data, *gates))
+    return dataclasses.replace(base, verdict=verdict, metrics=metrics, latency_p95_ms=latency)
 
 
 def _measure(
@@ -112,8 +126,7 @@ def _measure(
     features, target = prepared.xy("test")
     metrics = {}
     if champion is not None:
-        old = load_registered(name, champion)
-        metrics["champion"] = evaluate(old.estimator, features, target, task)
+        metrics["champion"] = _score_champion(name, champion, features, target, task)
     new = load_registered(name, challenger)
     metrics["challenger"] = evaluate(new.estimator, features, target, task)
     # Timed with the server's torch threads per predict call: what serving will see.
@@ -122,6 +135,20 @@ def _measure(
         new.pyfunc, features, gate.latency_batch_rows, gate.latency_repeats, threads
     )
     return metrics, latency
+
+
+def _score_champion(
+    name: str, version: str, features: pd.DataFrame, target: pd.Series, task: str
+) -> dict[str, float]:
+    """The champion's test metrics; an error naming it if the new columns no longer fit it."""
+    old = load_registered(name, version)
+    try:
+        return evaluate(old.estimator, features, target, task)
+    except (KeyError, ValueError) as err:  # how scikit-learn and pandas report missing columns
+        raise RegistryError(
+            f"champion {name} v{version} cannot score the current test split "
+            f"({first_line(err)}); judge the challenger alone with --ignore-champion"
+        ) from None
 
 
 def _with(decision: Decision, gates: tuple[Gate, ...]) -> Decision:
@@ -133,7 +160,7 @@ def _record(decision: Decision, ignore_champion: bool) -> None:
     summary = _summary(decision, verdict, ignore_champion)
     tags = {"mlops.step": "promote", "mlops.verdict": verdict}
     with mlflow.start_run(run_name=f"promote-v{decision.challenger}", tags=tags) as run:
-        mlflow.log_params({k: summary[k] for k in ("challenger", "champion", "data_digest")})
+        mlflow.log_params({k: summary[k] for k in PARAMS})
         for role, values in decision.metrics.items():
             mlflow.log_metrics({f"{role}_test_{k}": v for k, v in values.items()})
         if decision.latency_p95_ms is not None:
@@ -151,6 +178,8 @@ def _summary(decision: Decision, verdict: str, ignore_champion: bool) -> dict[st
         "champion": decision.champion or "none",
         "ignored_champion": ignore_champion,
         "data_digest": decision.data_digest,
+        "split_digest": decision.split_digest,
+        "champion_data_digest": decision.champion_data_digest or "none",
         "time": _now(),
         "metrics": decision.metrics,
         "latency_p95_ms": decision.latency_p95_ms,
@@ -160,7 +189,7 @@ def _summary(decision: Decision, verdict: str, ignore_champion: bool) -> dict[st
 
 
 def _version_tags(summary: dict[str, Any], run_id: str) -> dict[str, str]:
-    plain = {"verdict", "champion", "data_digest", "time"}
+    plain = {"verdict", "time", *PARAMS} - {"challenger"}
     tags = {f"promotion.{k}": str(v) for k, v in summary.items() if k in plain}
     tags["promotion.reasons"] = "; ".join(summary["reasons"]) or "every gate passed"
     tags["promotion.metrics"] = json.dumps(

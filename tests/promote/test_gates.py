@@ -1,4 +1,4 @@
-"""The promotion gates on plain numbers: direction, thresholds, NaN, latency, data digests."""
+"""The promotion gates on plain numbers: direction, thresholds, NaN, latency, data, test split."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 
 from mlops.config import PromoteConfig
-from mlops.gates import Verdict, metric_gates, same_data
+from mlops.gates import Verdict, metric_gates, same_data, same_split
 
 GOOD = {"roc_auc": 0.99, "accuracy": 0.95, "log_loss": 0.1}
 GATES = PromoteConfig(
@@ -91,3 +91,11 @@ def test_model_trained_on_other_data_is_not_comparable() -> None:
     missing = same_data("data:champion", "a" * 64, None)
     assert not missing.passed
     assert "no data_digest" in missing.detail
+
+
+def test_test_split_must_be_the_one_prepare_recorded() -> None:
+    assert same_split("data:test_split", "a" * 64, "a" * 64).passed
+    other = same_split("data:test_split", "a" * 64, "b" * 64)
+    assert not other.passed
+    assert "run prepare" in other.detail
+    assert not same_split("data:test_split", "a" * 64, None).passed

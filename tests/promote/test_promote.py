@@ -56,6 +56,8 @@ def test_better_challenger_beyond_the_minimum_moves_champion_and_keeps_previous(
     assert tags["promotion.verdict"] == "promoted"
     assert tags["promotion.champion"] == registry.weak
     assert tags["promotion.data_digest"] == registry.digest
+    assert tags["promotion.split_digest"] == load_prepared(registry.config.data).test_digest
+    assert tags["promotion.champion_data_digest"] == registry.digest
     metrics = json.loads(tags["promotion.metrics"])
     assert metrics["challenger"]["roc_auc"] > metrics["champion"]["roc_auc"]
     run = MlflowClient().get_run(tags["promotion.run_id"])
@@ -83,14 +85,14 @@ def test_worse_challenger_leaves_the_champion(registry: Registry) -> None:
     assert aliases()["champion"] == registry.strong
 
 
-def test_models_trained_on_other_data_are_not_compared(registry: Registry) -> None:
+def test_challenger_trained_on_other_data_is_not_judged(registry: Registry) -> None:
     point(CHAMPION, registry.weak)
     tags = {"family": "linear", "data_digest": "0" * 64, "git_commit": "test"}
     other = register(registry.strong_uri, MODEL, CHALLENGER, tags)
     decision = promote(registry.config)
     assert not decision.promoted
     assert decision.metrics == {}
-    assert [r.split(":")[0] for r in decision.verdict.reasons] == ["data"]
+    assert [r.split(":")[:2] for r in decision.verdict.reasons] == [["data", "challenger"]]
     assert aliases()["champion"] == registry.weak
     assert (
         MlflowClient().get_model_version(MODEL, other).tags["promotion.verdict"] == "not promoted"
