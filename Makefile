@@ -82,7 +82,7 @@ all: $(STAMPS)/promote ## Run the whole pipeline on CONFIG (prepare -> train -> 
 
 .PHONY: bench-tune
 bench-tune: $(STAMPS)/prepare | $(VENV)/.installed ## Benchmark tuning: tracking overhead, 2-worker speed-up
-	$(PY) scripts/bench_tune.py --config $(CONFIG) $(ARGS) $(BENCH_ARGS)
+	$(PY) -m benchmarks.tuning --config $(CONFIG) $(ARGS) $(BENCH_ARGS)
 
 # Tracking server: backend store and artifact destination as MLflow names them; defaults are the
 # embedded store, so the server shows the same runs as `make ui`.
@@ -160,9 +160,25 @@ serve: | $(VENV)/.installed ## Serve MODEL_URI (default: the champion) on HOST:P
 	$(PY) scripts/serve.py --config $(CONFIG) --host $(HOST) --port $(PORT) \
 		$(if $(MODEL_URI),--model-uri $(MODEL_URI)) $(ARGS)
 
-# Trains its own small models in a temp store; several minutes; not run by CI.
-bench: | $(VENV)/.installed ## Our server vs `mlflow models serve`, side by side -> bench-results/serving.md
-	$(PY) scripts/bench_serve.py --config $(CONFIG) --out bench-results $(ARGS) $(BENCH_ARGS)
+# MLServer pins other Starlette/FastAPI versions than ours, so it gets its own environment, built
+# once. Beside it, what loading the bench's models needs at this environment's versions (the
+# models' own pip requirements); MLSERVER_PIP_ARGS for an index, e.g. PyTorch's CPU wheels.
+MLSERVER_VENV := .venv-mlserver
+MLSERVER_PIP_ARGS ?=
+MODEL_PACKAGES := mlflow|scikit-learn|skops|numpy|pandas|scipy|torch
+$(MLSERVER_VENV)/.installed: requirements.txt | $(VENV)/.installed
+	$(PYTHON) -m venv $(MLSERVER_VENV)
+	$(VENV)/bin/pip freeze | grep -iE '^($(MODEL_PACKAGES))==' | sed 's/+.*//' \
+		> $(MLSERVER_VENV)/model-requirements.txt
+	$(MLSERVER_VENV)/bin/pip install --quiet --disable-pip-version-check $(MLSERVER_PIP_ARGS) \
+		"mlserver==1.7.*" "mlserver-mlflow==1.7.*" -r $(MLSERVER_VENV)/model-requirements.txt
+	touch $@
+
+# Trains its own small models in a temp store; several minutes; not run by CI. A short run:
+# make bench BENCH_ARGS="--duration-s 1 --families linear --servers ours ceiling"
+bench: | $(VENV)/.installed $(MLSERVER_VENV)/.installed ## Ours vs mlflow serve, MLServer, a bare-Starlette ceiling -> bench-results/
+	$(PY) -m benchmarks.serving --config $(CONFIG) --out bench-results \
+		--mlserver $(MLSERVER_VENV)/bin/mlserver $(ARGS) $(BENCH_ARGS)
 
 # ---- Quality ------------------------------------------------------------------------------
 

@@ -4,5 +4,5 @@ Start it with `make serve` (scripts/serve.py); see docs/serving.md for the endpo
 settings and the benchmark. Module map: `settings` (what to serve, how), `schema` + `validate`
 (what a model accepts), `mlflow_protocol` + `v2` (the two wire formats), `model` (loading and the
 fast path), `batching`, `lifecycle` (readiness, hot reload, shutdown), `metrics`, `app` (routes),
-`server` (sockets, workers, signals), `bench` + `loadgen` (make bench).
+`server` (sockets, workers, signals). Its benchmark, `make bench`, lives in benchmarks/.
 """

@@ -1,6 +1,6 @@
-"""Figures for running beyond one machine (not a test; pytest does not collect it).
+"""Figures for running beyond one machine: tuning on PostgreSQL, tracking through a server.
 
-    .venv/bin/python -m tests.distributed.bench_storage [trials per family, default 15]
+    .venv/bin/python -m benchmarks.storage [trials per family, default 15]
 
 Against a throwaway PostgreSQL and a real `mlflow server` on it: tuning throughput (trials per
 minute, linear + random_forest studies) with 1, 2 and 3 workers on PostgreSQL storage versus the
@@ -21,15 +21,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.servers import REPO, free_port
 from mlops.config import Config, load_config
 from mlops.data import PreparedData, load_prepared
 from mlops.logs import setup_logging
 from mlops.tracking import configure_tracking, use_experiment
 from mlops.tune import run_session
 from tests.distributed.conftest import SCRIPT, TrackingServer, create_database
-from tests.serving.server import free_port
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def session(
