@@ -88,8 +88,8 @@ def _chain(steps: tuple[Any, ...], values: np.ndarray) -> np.ndarray:
 
 
 def _nan_for_none(values: np.ndarray) -> np.ndarray:
-    """Missing strings as NaN: scikit-learn's imputers see None as missing in a DataFrame
-    column, but only NaN in an object array."""
+    """Missing strings as NaN, as a pandas column of strings holds them: scikit-learn's imputers
+    see only NaN as missing in an object array, not None."""
     missing = pd.isna(values)
     if not missing.any():
         return values

@@ -231,8 +231,7 @@ def _predictor(pyfunc_model: Any, profile: dict[str, Any] | None, schema: InputS
     if profile is not None and callable(getattr(python_model, "predict_proba", None)):
         classes = profile.get("classes", ())
         estimator = _PythonModelEstimator(pyfunc_model, python_model)
-        # Signature dtypes: the pyfunc model enforces its schema.
-        exact = functools.partial(to_frame, schema, exact_types=True)
+        exact = functools.partial(to_frame, schema, exact_types=True)  # pyfunc enforces them
         general = EstimatorPredictor(estimator, exact, classes=classes)
         features = _torch_features(getattr(python_model, "model", None), schema, classes)
         return _fastest(general, features, schema, pyfunc_model.input_example)
