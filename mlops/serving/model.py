@@ -7,12 +7,10 @@ Any MLflow pyfunc model with a column signature is served. Two predictors:
   `predict_proba`). It calls the model's own `predict` / `predict_proba` on a float64 DataFrame,
   skipping pyfunc's schema enforcement: the request was already validated against the signature,
   and enforcement plus the pyfunc wrapper cost more than a linear model's whole predict. When the
-  model starts with a plain fitted ColumnTransformer (ours do), it goes one step further: the
-  transformers inside it get the request matrix itself (columns.py), about 1.6 ms less a call,
-  its numeric imputer and scaler run in a NumPy form (steps.py), and a final random forest or
-  extra-trees skips the forest's own predict (forest.py: 0.02-0.03 ms where the forest's own
-  predict took 11.3 ms for 1 row); used only if it predicts what the model does on the warm-up
-  and probe rows.
+  model starts with a plain fitted ColumnTransformer (ours do), the fitted transformers inside it
+  get the request matrix itself (columns.py), and a final random forest or extra-trees is asked
+  through its trees (forest.py); used only if it predicts what the model does on the warm-up and
+  probe rows.
 * `PyfuncPredictor` for everything else: `pyfunc.predict(frame, params)`, exact signature dtypes.
 
 A model is ready only after it answered a warm-up prediction on its input example (or, without
@@ -35,6 +33,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import sklearn
+from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 
 from mlops.serving.columns import columns_path, fitted_steps
@@ -95,17 +94,15 @@ class EstimatorPredictor:
 
 
 class _PythonModelEstimator:
-    """Our pyfunc python models (the PyTorch MLP) seen as an estimator."""
+    """A pyfunc python model with `predict_proba` (our PyTorch MLP) seen as an estimator: labels
+    or values from the pyfunc model's own predict, probabilities from the python model."""
 
-    def __init__(self, python_model: Any, context: Any) -> None:
-        self.python_model = python_model
-        self.context = context
+    def __init__(self, pyfunc_model: Any, python_model: Any) -> None:
+        self.pyfunc_model = pyfunc_model
+        self.predict_proba = python_model.predict_proba
 
     def predict(self, frame: pd.DataFrame) -> Any:
-        return self.python_model.predict(self.context, frame)
-
-    def predict_proba(self, frame: pd.DataFrame) -> Any:
-        return self.python_model.predict_proba(frame)
+        return self.pyfunc_model.predict(frame)
 
 
 class PyfuncPredictor:
@@ -230,15 +227,23 @@ def _predictor(pyfunc_model: Any, profile: dict[str, Any] | None, schema: InputS
         general = EstimatorPredictor(raw, frames, method)
         features = _sklearn_features(raw, schema, method)
         return _fastest(general, features, schema, pyfunc_model.input_example)
-    python_model = getattr(pyfunc_model._model_impl, "python_model", None)
+    python_model = _python_model(pyfunc_model)
     if profile is not None and callable(getattr(python_model, "predict_proba", None)):
-        context = getattr(pyfunc_model._model_impl, "context", None)
         classes = profile.get("classes", ())
-        estimator = _PythonModelEstimator(python_model, context)
-        general = EstimatorPredictor(estimator, frames, classes=classes)
+        estimator = _PythonModelEstimator(pyfunc_model, python_model)
+        exact = functools.partial(to_frame, schema, exact_types=True)  # pyfunc enforces them
+        general = EstimatorPredictor(estimator, exact, classes=classes)
         features = _torch_features(getattr(python_model, "model", None), schema, classes)
         return _fastest(general, features, schema, pyfunc_model.input_example)
     return PyfuncPredictor(pyfunc_model, schema)
+
+
+def _python_model(pyfunc_model: Any) -> Any:
+    """The PythonModel inside a pyfunc model, or None for another flavor."""
+    try:
+        return pyfunc_model.unwrap_python_model()
+    except MlflowException:
+        return None
 
 
 def _sklearn_features(raw: Any, schema: InputSchema, method: str) -> EstimatorPredictor | None:

@@ -4,23 +4,25 @@ matrix instead of a DataFrame through the ColumnTransformer. It must give what t
 from __future__ import annotations
 
 import functools
+import warnings
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.models import infer_signature
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from mlops.features import build_preprocessor
 from mlops.serving import model as served
 from mlops.serving.columns import ColumnsPath, columns_path
 from mlops.serving.model import EstimatorPredictor, Options, load_model
-from mlops.serving.schema import InputSchema
+from mlops.serving.schema import InputSchema, input_schema
 from mlops.serving.source import parse_source
-from mlops.serving.steps import Standardize
 from mlops.serving.validate import table_from_frame, to_frame
 from tests.conftest import mixed_frame
 from tests.serving.conftest import Store, breast_cancer, using
@@ -61,7 +63,7 @@ def test_the_transform_equals_the_column_transformers_bit_for_bit(store: Store) 
     with using(store.uri):
         model = load_model(parse_source("models:/mixed-mlp@champion", "m"), 8, threads=1)
         pyfunc = mlflow.pyfunc.load_model("models:/mixed-mlp@champion")
-    preprocessor = pyfunc._model_impl.python_model.model.preprocessor
+    preprocessor = pyfunc.unwrap_python_model().model.preprocessor
     table = table_from_frame(model.schema, features_of("mixed-mlp"))
     path = columns_path(preprocessor, model.schema)
     assert path is not None
@@ -122,8 +124,9 @@ def test_nested_pipelines_are_unrolled_into_the_steps_they_call(bc_schema: Input
     assert features is not None
     assert features.estimator is pipeline.steps[-1][1]
     path = features.inputs.__self__  # type: ignore[attr-defined]
-    assert [type(step) for step in path.parts[0].steps] == [Standardize]  # steps.py
-    assert [type(step) for step in path.after] == [Standardize]
+    fitted_inner = pipeline.steps[0][1].transformers_[0][1].steps[0][1]
+    assert path.parts[0].steps == (fitted_inner,)  # the fitted objects themselves, not copies
+    assert path.after == (pipeline.steps[1][1].steps[0][1],)
     data = table_from_frame(bc_schema, frame).data
     options = Options(probabilities=True)
     ours = features.predict(data, options)
@@ -131,3 +134,36 @@ def test_nested_pipelines_are_unrolled_into_the_steps_they_call(bc_schema: Input
     # The same numbers up to the last bit: the DataFrame path's column-major arrays sum in
     # another order.
     np.testing.assert_allclose(ours.probabilities, pipeline.predict_proba(frame), rtol=1e-12)
+
+
+def test_the_transformers_get_arrays_without_feature_name_warnings(store: Store) -> None:
+    """The fitted transformers keep the column names they were fitted with; the warning they
+    give on arrays (the columns are selected by position, in the fitted order) is filtered."""
+    with using(store.uri):
+        pyfunc = mlflow.pyfunc.load_model("models:/mixed-mlp@champion")
+        schema = load_model(parse_source("models:/mixed-mlp@champion", "m"), 8, threads=1).schema
+    preprocessor = pyfunc.unwrap_python_model().model.preprocessor
+    numbers = preprocessor.transformers_[0][1].steps[0][1]
+    assert list(numbers.feature_names_in_) == ["income", "age"]
+    table = table_from_frame(schema, features_of("mixed-mlp"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = columns_path(preprocessor, schema)
+        assert path is not None
+        path.transform(table.data)
+    assert hasattr(numbers, "feature_names_in_")
+
+
+def test_missing_numbers_and_strings_are_imputed_as_the_column_transformer_imputes() -> None:
+    frame = mixed_frame(seed=2)
+    features, target = frame.drop(columns=["churned"]), frame["churned"]
+    kinds = {"income": "numeric", "age": "numeric", "city": "categorical", "plan": "categorical"}
+    preprocessor = build_preprocessor(kinds).fit(features, target)
+    with_gaps = features.head(40).copy()
+    with_gaps.loc[::3, "age"] = np.nan
+    with_gaps.loc[1::4, "plan"] = None
+    schema = input_schema(infer_signature(with_gaps), None, "test")  # with gaps: optional
+    path = columns_path(preprocessor, schema)
+    assert path is not None
+    data = table_from_frame(schema, with_gaps).data
+    np.testing.assert_array_equal(path.transform(data), preprocessor.transform(with_gaps))

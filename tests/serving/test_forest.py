@@ -1,6 +1,5 @@
-"""The forest path (serving/forest.py): a fitted forest's trees called directly, by bitmasks for
-small batches of small trees and by `Tree.apply` otherwise. Both must give what the forest
-gives, to the bit."""
+"""The forest path (serving/forest.py): a fitted forest's trees' own predictions, averaged. It
+must give what the forest gives, to the bit."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes, load_wine
 from sklearn.ensemble import (
     ExtraTreesClassifier,
+    ExtraTreesRegressor,
     GradientBoostingClassifier,
     RandomForestClassifier,
     RandomForestRegressor,
@@ -29,21 +29,24 @@ from tests.serving.conftest import breast_cancer
 pytestmark = pytest.mark.serving
 
 
+def _assert_same(path: Any, fitted: Any, batch: np.ndarray) -> None:
+    np.testing.assert_array_equal(path.predict(batch), fitted.predict(batch))
+    if hasattr(fitted, "predict_proba"):
+        np.testing.assert_array_equal(path.predict_proba(batch), fitted.predict_proba(batch))
+
+
 @pytest.mark.parametrize("forest", [RandomForestClassifier, ExtraTreesClassifier])
 def test_a_classifier_forest_path_predicts_what_the_forest_predicts(forest: Any) -> None:
     frame, target = breast_cancer()
     fitted = forest(n_estimators=25, max_features=0.5, random_state=0).fit(frame.values, target)
     path = forest_path(fitted)
     assert isinstance(path, ForestClassifierPath)
-    assert path.bitmasks is not None
     rows = frame.values[:, ::-1].copy()[:, ::-1]  # a matrix that is not C-contiguous too
-    over_the_cap = np.resize(rows, (path.bitmasks.max_rows + 1, rows.shape[1]))
-    for batch in (rows[:1], rows, over_the_cap):  # bitmasks, bitmasks, Tree.apply
-        np.testing.assert_array_equal(path.predict_proba(batch), fitted.predict_proba(batch))
-        np.testing.assert_array_equal(path.predict(batch), fitted.predict(batch))
+    for batch in (rows[:1], rows):
+        _assert_same(path, fitted, batch)
     np.testing.assert_array_equal(path.classes_, fitted.classes_)
-    with pytest.raises(ValueError, match="expected 30 features"):
-        path.predict_proba(rows[:, 1:])  # Tree.apply would read past the row
+    with pytest.raises(ValueError, match="30 features"):
+        path.predict_proba(rows[:, 1:])
 
 
 def test_a_three_class_forest_path_predicts_what_the_forest_predicts() -> None:
@@ -51,43 +54,26 @@ def test_a_three_class_forest_path_predicts_what_the_forest_predicts() -> None:
     fitted = RandomForestClassifier(n_estimators=25, random_state=0).fit(wine.data, wine.target)
     path = forest_path(fitted)
     assert isinstance(path, ForestClassifierPath)
-    np.testing.assert_array_equal(path.predict_proba(wine.data), fitted.predict_proba(wine.data))
-    np.testing.assert_array_equal(path.predict(wine.data), fitted.predict(wine.data))
+    _assert_same(path, fitted, wine.data)
 
 
-def test_a_regressor_forest_path_predicts_what_the_forest_predicts() -> None:
+@pytest.mark.parametrize("forest", [RandomForestRegressor, ExtraTreesRegressor])
+def test_a_regressor_forest_path_predicts_what_the_forest_predicts(forest: Any) -> None:
     diabetes = load_diabetes()
-    fitted = RandomForestRegressor(n_estimators=25, random_state=0).fit(
-        diabetes.data, diabetes.target
-    )
+    fitted = forest(n_estimators=25, random_state=0).fit(diabetes.data, diabetes.target)
     path = forest_path(fitted)
     assert path is not None and not hasattr(path, "predict_proba")
-    assert path.bitmasks is None  # trees of hundreds of leaves: Tree.apply whatever the rows
     for batch in (diabetes.data[:1], diabetes.data):
-        np.testing.assert_array_equal(path.predict(batch), fitted.predict(batch))
-
-
-def test_trees_of_up_to_64_leaves_take_the_bitmasks_with_64_bit_masks() -> None:
-    diabetes = load_diabetes()
-    fitted = RandomForestRegressor(n_estimators=25, max_leaf_nodes=64, random_state=0).fit(
-        diabetes.data, diabetes.target
-    )
-    path = forest_path(fitted)
-    assert path is not None and path.bitmasks is not None
-    assert path.bitmasks.mask_dtype is np.uint64
-    assert 100 < path.bitmasks.max_rows < len(diabetes.data)  # 400 000 tests / (25 x 63 splits)
-    for batch in (diabetes.data[:1], diabetes.data[:100], diabetes.data):  # 1 row: one sum a tree
-        np.testing.assert_array_equal(path.predict(batch), fitted.predict(batch))
+        _assert_same(path, fitted, batch)
 
 
 def test_rows_on_a_split_threshold_go_where_the_tree_sends_them() -> None:
-    """The bitmasks test float32 values against thresholds rounded down to float32; the tree
-    tests them against the float64 threshold. Values at a threshold and next to its float32
-    rounding must go the same way."""
+    """Values at each root threshold and next to its float32 rounding: the forest's float32
+    conversion must be the path's too."""
     frame, target = breast_cancer()
     fitted = RandomForestClassifier(n_estimators=25, random_state=0).fit(frame.values, target)
     path = forest_path(fitted)
-    assert path is not None and path.bitmasks is not None
+    assert path is not None
     rows = []
     for tree in fitted.estimators_:
         split = 0  # the root: every row meets it
@@ -97,8 +83,7 @@ def test_rows_on_a_split_threshold_go_where_the_tree_sends_them() -> None:
             row = frame.values[len(rows) % len(frame)].copy()
             row[tree.tree_.feature[split]] = value
             rows.append(row)
-    batch = np.array(rows)
-    np.testing.assert_array_equal(path.predict_proba(batch), fitted.predict_proba(batch))
+    _assert_same(path, fitted, np.array(rows))
 
 
 def test_rows_with_missing_values_go_where_the_trees_learnt_to_send_them() -> None:
@@ -107,10 +92,8 @@ def test_rows_with_missing_values_go_where_the_trees_learnt_to_send_them() -> No
     values[np.random.default_rng(0).random(values.shape) < 0.1] = np.nan
     fitted = RandomForestClassifier(n_estimators=25, random_state=0).fit(values, target)
     path = forest_path(fitted)
-    assert path is not None and path.bitmasks is not None
-    batch = values[:50]  # small enough for the bitmasks, which leave NaN rows to Tree.apply
-    np.testing.assert_array_equal(path.predict(batch), fitted.predict(batch))
-    np.testing.assert_array_equal(path.predict_proba(batch), fitted.predict_proba(batch))
+    assert path is not None
+    _assert_same(path, fitted, values[:50])
 
 
 def test_other_models_keep_their_own_predict() -> None:
