@@ -4,10 +4,10 @@ python scripts/tune.py --config configs/default.yaml [--workers N] [--trials N] 
 
 One MLflow parent run per session (tag `mlops.step=tune`) holds the session's settings and each
 study's summary and plots; every trial is a light child run logged by the worker that ran it
-(mlops/tuning/trial_runs.py). The
-best complete trial over the families is refit with `train.run_family`, so it is logged exactly
-like train's models, nested under the session, and registered as `challenger`. Studies persist
-(`tune.storage` / OPTUNA_STORAGE): running the step again resumes them (mlops/tuning/study.py).
+(mlops/tuning/trial_runs.py). The best complete trial over the families is refit with
+`train.run_family`, so it is logged exactly like train's models, nested under the session, and
+registered as `challenger`. Studies persist (`tune.storage` / OPTUNA_STORAGE): running the step
+again resumes them (mlops/tuning/study.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -28,7 +27,7 @@ from mlops.config import Config, as_dict
 from mlops.data import PreparedData, load_prepared
 from mlops.errors import TuneError
 from mlops.evaluate import check_metric, greater_is_better
-from mlops.models.families import FitInputs, family_params
+from mlops.models.families import family_params
 from mlops.provenance import git_commit
 from mlops.registry import CHALLENGER, register
 from mlops.tracking import configure_tracking, use_experiment
@@ -37,7 +36,7 @@ from mlops.tuning.session import Session
 from mlops.tuning.space import trial_params
 from mlops.tuning.study import open_storage, open_study, shown_url, storage_url, study_name
 from mlops.tuning.summary import StudySummary, log_summary, summarize
-from mlops.tuning.workers import Progress, quiet_optuna, run_workers, trial_threads
+from mlops.tuning.workers import quiet_optuna, run_workers, trial_threads
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ def run_session(config: Config, prepared: PreparedData, experiment_id: str | Non
     try:
         with quiet_optuna():
             trials_started = time.perf_counter()
-            exits = _run_trials(session, fit_inputs(config, prepared), studies)
+            exits = run_workers(session, fit_inputs(config, prepared), studies)
             trials_seconds = time.perf_counter() - trials_started
             summaries = _summarise(session, studies, exits)
         status = "FINISHED"
@@ -106,18 +105,6 @@ def run_session(config: Config, prepared: PreparedData, experiment_id: str | Non
         if parent is not None:
             MlflowClient().set_terminated(parent, status)
     return SessionResult(summaries, parent, time.perf_counter() - started, trials_seconds)
-
-
-def _run_trials(
-    session: Session, inputs: FitInputs, studies: dict[str, optuna.Study]
-) -> list[int | None]:
-    """The workers' exit codes, once every worker has stopped."""
-    progress = Progress(studies, session.config.tune.trials, sys.stderr)
-    try:
-        progress.update()
-        return run_workers(session, inputs, progress)
-    finally:
-        progress.close()
 
 
 def _summarise(

@@ -1,14 +1,11 @@
 """Running trials: one worker's loop over the studies, N worker processes, the progress line.
 
-A worker calls `study.optimize` on each family's study in turn until the study has its target
-(study.py) or the session's deadline passes; a trial in progress always finishes. Every worker
-is the same loop on the shared storage, so a worker may join or die at any time: the others
-neither know nor wait.
-
-`make tune WORKERS=N` runs N workers: the calling process and N - 1 child processes (real OS
-processes: a killed one takes only its own trial down). Each fits on one thread
-(`trial_threads`), so N workers use N cores without fighting over them. One worker alone is
-reproducible from the seed.
+Every worker is the same loop: `study.optimize` on each family's study in turn, on the shared
+storage, until the study has its target (study.py) or the session's deadline passes; a trial in
+progress always finishes. Workers never coordinate, so one may join (another machine) or die at
+any time. `make tune WORKERS=N` runs the calling process and N - 1 child processes (a killed one
+takes only its own trial down), each fitting on one thread (`trial_threads`). One worker alone
+is reproducible from the seed.
 """
 
 from __future__ import annotations
@@ -65,17 +62,20 @@ def work(
         study.optimize(Objective(config, family, inputs), timeout=timeout_s, callbacks=callbacks)
 
 
-def run_workers(session: Session, inputs: FitInputs, progress: Progress) -> list[int | None]:
-    """Run `tune.workers` workers: this process and the others as child processes.
+def run_workers(
+    session: Session, inputs: FitInputs, studies: dict[str, optuna.Study]
+) -> list[int | None]:
+    """Run `tune.workers` workers, this process and child processes, showing their progress.
 
-    Returns every worker's exit code (0 for this one); a child's is negative when a signal killed
-    it.
+    Returns every worker's exit code (0 for this one; negative: the child was killed by that
+    signal).
     """
     context = process_context()
     children = [
         context.Process(target=_worker_main, args=(session, i), name=f"tune-worker-{i}")
         for i in range(1, session.config.tune.workers)
     ]
+    progress = Progress(studies, session.config.tune.trials, sys.stderr)
     try:
         for child in children:
             child.start()
@@ -90,7 +90,7 @@ def run_workers(session: Session, inputs: FitInputs, progress: Progress) -> list
             if child.is_alive():  # this process failed or was interrupted
                 child.terminate()
             child.join()
-    progress.update(force=True)
+        progress.close()
     return [0, *(child.exitcode for child in children)]
 
 
@@ -109,16 +109,11 @@ def quiet_optuna() -> Iterator[None]:
 
 @contextlib.contextmanager
 def trial_threads(cpus: int) -> Iterator[None]:
-    """Threads while fitting: `cpus` for joblib (the forest's n_jobs=-1) and for BLAS / OpenMP
-    (numpy, scipy, scikit-learn), one for PyTorch. Workers use `cpus=1`.
-
-    Why one: several workers with thread pools of their own oversubscribe the cores (two workers
-    fitting logistic regressions on 2 cores took 7-34 ms a fit instead of 3-5 ms, OpenBLAS threads
-    spinning), and a small tabular network gains nothing from torch's intra-op threads and loses a
-    lot when cores are busy (an MLP epoch: 15-20 ms on one thread, 200-1000 ms on two on a loaded
-    2-core machine). So tuning uses N cores through N workers. One torch thread also makes the
-    refit of a trial repeat it bit for bit.
-    """
+    """Threads while fitting: `cpus` for joblib (the forest's n_jobs=-1) and BLAS / OpenMP, one
+    for PyTorch. Workers use `cpus=1`: workers with thread pools of their own oversubscribe the
+    cores (two workers fitting logistic regressions on 2 cores: 7-34 ms a fit instead of 3-5 ms,
+    OpenBLAS threads spinning), so tuning uses N cores through N workers. One torch thread also
+    makes the refit of a trial repeat it bit for bit."""
     saved_env = os.environ.get("LOKY_MAX_CPU_COUNT")
     os.environ["LOKY_MAX_CPU_COUNT"] = str(cpus)  # joblib reads it at each fit
     try:
@@ -145,43 +140,37 @@ def _worker_main(session: Session, worker: int) -> None:
 
 
 class Progress:
-    """Finished trials over the target: a bar redrawn in place on a terminal, else log lines.
-
-    Reading the studies costs storage round trips, so it looks at most once a second.
-    """
+    """Finished trials over the target and the best values: a line redrawn in place on a
+    terminal, else log lines. It reads the studies (storage round trips) at most once a second."""
 
     def __init__(self, studies: dict[str, optuna.Study], target: int, stream: TextIO) -> None:
         self.studies, self.target, self.stream = studies, target, stream
-        self.tty = stream.isatty()
         self.shown, self.looked = -1, -math.inf
 
-    def update(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self.looked < 1.0:
+    def update(self) -> None:
+        if time.monotonic() - self.looked < 1.0:
             return
-        self.looked = time.monotonic()
-        done, best = 0, []
+        self.looked, done, best = time.monotonic(), 0, []
         for family, study in self.studies.items():
-            trials = study.get_trials(deepcopy=False)
-            done += min(sum(t.state in FINISHED for t in trials), self.target)
-            values = [t.value for t in trials if t.state == TrialState.COMPLETE]
-            if values:
-                value = max(values) if study.direction.name == "MAXIMIZE" else min(values)
-                best.append(f"{family} {value:.4f}")
+            trials = study.get_trials(deepcopy=False, states=FINISHED)
+            done += min(len(trials), self.target)
+            if any(t.state == TrialState.COMPLETE for t in trials):
+                best.append(f"{family} {study.best_value:.4f}")
         if done != self.shown:
             self.shown = done
-            self._show(done, f" (best: {', '.join(best)})" if best else "")
+            self._show(f"{done}/{self.target * len(self.studies)}", ", ".join(best))
 
-    def close(self) -> None:
-        if self.tty and self.shown >= 0:
-            self.stream.write("\n")
-
-    def _show(self, done: int, best: str) -> None:
-        total = self.target * len(self.studies)
-        text = f"tune: {done}/{total} trials finished{best}"
-        if not self.tty:
+    def _show(self, done: str, best: str) -> None:
+        text = f"tune: {done} trials finished" + (f" (best: {best})" if best else "")
+        if not self.stream.isatty():
             log.info("%s", text)
             return
-        filled = 24 * done // max(total, 1)
         # \r: back to the line's start; ESC[K: clear what a longer line left behind.
-        self.stream.write(f"\r[{'#' * filled}{'.' * (24 - filled)}] {text}\033[K")
+        self.stream.write(f"\r{text}\033[K")
         self.stream.flush()
+
+    def close(self) -> None:
+        self.looked = -math.inf
+        self.update()  # the final count
+        if self.stream.isatty() and self.shown >= 0:
+            self.stream.write("\n")
