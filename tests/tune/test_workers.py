@@ -68,7 +68,8 @@ def test_killed_worker_trial_is_failed_and_retried_while_the_others_carry_on(
     prepared: Config, optuna_storage: str, tmp_path: Path
 ) -> None:
     # Two tuning processes on one study, as two machines would run; one is killed mid-trial.
-    args = tune_args(tmp_path, *SLOW_TRIALS, "tune.trials=4")
+    # Six trials: the survivor still starts trials after the killed one's grace period (3 s).
+    args = tune_args(tmp_path, *SLOW_TRIALS, "tune.trials=6")
     first = start_tune(tmp_path / "first.log", *args)
     second = start_tune(tmp_path / "second.log", *args)
     victim = wait_for_running_trial(optuna_storage, first, min_finished=1)
@@ -81,7 +82,7 @@ def test_killed_worker_trial_is_failed_and_retried_while_the_others_carry_on(
     for process in (first, second):
         process.join(timeout=30)
     study = only_study(optuna_storage)
-    assert len(finished(study)) == 4
+    assert len(finished(study)) == 6
     killed = study.trials[victim.number]
     assert killed.state == TrialState.FAIL
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
@@ -92,7 +93,8 @@ def test_killed_worker_trial_is_failed_and_retried_while_the_others_carry_on(
 def test_run_killed_mid_trial_resumes_to_the_target_keeping_finished_trials(
     prepared: Config, optuna_storage: str, tmp_path: Path
 ) -> None:
-    args = tune_args(tmp_path, *SLOW_TRIALS, "tune.trials=3")
+    # Four trials: the rerun still starts trials after the killed one's grace period (3 s).
+    args = tune_args(tmp_path, *SLOW_TRIALS, "tune.trials=4")
     process = start_tune(tmp_path / "tune.log", *args)
     victim = wait_for_running_trial(optuna_storage, process, min_finished=1)
     assert victim.user_attrs["worker"]["pid"] == process.pid
@@ -104,6 +106,6 @@ def test_run_killed_mid_trial_resumes_to_the_target_keeping_finished_trials(
     assert again.exitcode == 0, (tmp_path / "again.log").read_text()
     study = only_study(optuna_storage)
     after = {t.number: (t.params, t.value) for t in finished(study)}
-    assert len(after) == 3
+    assert len(after) == 4
     assert before.items() <= after.items()
     assert study.trials[victim.number].state == TrialState.FAIL
