@@ -3,29 +3,25 @@
 python scripts/tune.py --config configs/default.yaml [--workers N] [--trials N] [--timeout S]
 
 One MLflow parent run per session (tag `mlops.step=tune`) holds the session's settings and each
-study's summary and plots; every trial is a light child run (mlops/tuning/trial_runs.py). The
-best complete trial over the families is refit with `train.run_family`, so it is logged exactly
-like train's models, nested under the session, and registered as `challenger`. Studies persist
-(`tune.storage` / OPTUNA_STORAGE): running the step again resumes them (mlops/tuning/study.py).
+study's summary and plots; every trial is a light child run logged by the worker that ran it
+(mlops/tuning/trial_runs.py). The best complete trial over the families is refit with
+`train.run_family`, so it is logged exactly like train's models, nested under the session, and
+registered as `challenger`. Studies persist (`tune.storage` / OPTUNA_STORAGE): running the step
+again resumes them (mlops/tuning/study.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import sys
 import time
-import uuid
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 
+import mlflow
 import optuna
 from mlflow import MlflowClient
 from mlflow.entities import Param
-from optuna.exceptions import ExperimentalWarning
 
 from mlops.config import Config, as_dict
 from mlops.data import PreparedData, load_prepared
@@ -36,12 +32,11 @@ from mlops.provenance import git_commit
 from mlops.registry import CHALLENGER, register
 from mlops.tracking import configure_tracking, use_experiment
 from mlops.train import FamilyRun, fit_inputs, run_family
-from mlops.tuning.session import Session, start_fork_server
+from mlops.tuning.session import Session
 from mlops.tuning.space import trial_params
 from mlops.tuning.study import open_storage, open_study, shown_url, storage_url, study_name
-from mlops.tuning.summary import StudySummary, summarize
-from mlops.tuning.trial_runs import TrialLogger
-from mlops.tuning.workers import Progress, run_workers, trial_threads
+from mlops.tuning.summary import StudySummary, log_summary, summarize
+from mlops.tuning.workers import quiet_optuna, run_workers, trial_threads
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +46,7 @@ class SessionResult:
     summaries: dict[str, StudySummary]
     parent_run_id: str | None
     seconds: float  # the whole session
-    # Running the trials: workers started, trials run, their MLflow runs and summaries logged.
-    trials_seconds: float
+    trials_seconds: float  # from starting the workers until the last one stopped
 
     @property
     def complete(self) -> bool:
@@ -84,34 +78,23 @@ def run_session(config: Config, prepared: PreparedData, experiment_id: str | Non
     without one, nothing goes to MLflow (the benchmark's untracked baseline).
     """
     started = time.perf_counter()
-    if config.tune.workers > 1 or experiment_id is not None:
-        start_fork_server()  # imports for seconds, in parallel with what follows
     url = storage_url(config.tune)
+    storage = open_storage(url, config.tune)
     names: dict[str, str] = {
         f: study_name(config, f, prepared.digest) for f in config.tune.families
     }
-    storage = open_storage(url, config.tune)
     studies: dict[str, optuna.Study] = {f: open_study(storage, n, config) for f, n in names.items()}
-    session_id = uuid.uuid4().hex[:12]
     parent = None
     if experiment_id is not None:
-        parent = _start_parent_run(config, prepared, experiment_id, url, session_id)
-    session = Session(
-        id=session_id,
-        config=config,
-        inputs=fit_inputs(config, prepared),
-        storage_url=url,
-        studies=names,
-        target=config.tune.trials,
-        deadline=time.time() + config.tune.timeout_s if config.tune.timeout_s else None,
-        experiment_id=experiment_id,
-        parent_run_id=parent,
-    )
+        parent = _start_parent_run(config, prepared, experiment_id, url)
+    deadline = time.time() + config.tune.timeout_s if config.tune.timeout_s else None
+    tracking = mlflow.get_tracking_uri()
+    session = Session(config, url, names, deadline, tracking, experiment_id, parent)
     status = "FAILED"
     try:
-        with _quiet_optuna():
+        with quiet_optuna():
             trials_started = time.perf_counter()
-            exits = _run_trials(session, studies, config.tune.workers)
+            exits = run_workers(session, fit_inputs(config, prepared), studies)
             trials_seconds = time.perf_counter() - trials_started
             summaries = _summarise(session, studies, exits)
         status = "FINISHED"
@@ -124,47 +107,24 @@ def run_session(config: Config, prepared: PreparedData, experiment_id: str | Non
     return SessionResult(summaries, parent, time.perf_counter() - started, trials_seconds)
 
 
-@contextlib.contextmanager
-def _quiet_optuna() -> Iterator[None]:
-    with warnings.catch_warnings():
-        # Heartbeats, stale-trial retries and the matplotlib plots are experimental in Optuna 5.
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        previous = optuna.logging.get_verbosity()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress line says it all
-        try:
-            yield
-        finally:
-            optuna.logging.set_verbosity(previous)
-
-
-def _run_trials(
-    session: Session, studies: dict[str, optuna.Study], workers: int
-) -> list[int | None]:
-    """The workers' exit codes, once every trial has finished and has its MLflow run."""
-    progress = Progress(studies, session.target, sys.stderr)
-    tracked = session.experiment_id is not None
-    try:
-        progress.update()
-        with TrialLogger(session) if tracked else contextlib.nullcontext():
-            return run_workers(session, workers, progress)
-    finally:
-        progress.close()
-
-
 def _summarise(
     session: Session, studies: dict[str, optuna.Study], exits: list[int | None]
 ) -> dict[str, StudySummary]:
-    summaries = {f: summarize(study, f, session.target) for f, study in studies.items()}
-    _check_finished(summaries, exits, session.deadline)
+    target = session.config.tune.trials
+    summaries = {f: summarize(study, f, target) for f, study in studies.items()}
+    if session.parent_run_id is not None:
+        for family, study in studies.items():
+            log_summary(session.parent_run_id, study, summaries[family])
+    check_finished(summaries, exits, session.deadline)
     return summaries
 
 
-def _check_finished(
+def check_finished(
     summaries: dict[str, StudySummary], exits: list[int | None], deadline: float | None
 ) -> None:
+    """Studies short of their target are an error, unless the deadline stopped them."""
     short = {f: f"{s.finished}/{s.target}" for f, s in summaries.items() if s.finished < s.target}
-    crashed = [code for code in exits if code != 0]
-    if crashed:
+    if any(code != 0 for code in exits):
         log.warning("worker exit codes %s (negative: killed by that signal)", exits)
     if short and deadline is not None and time.time() >= deadline:
         log.warning("timeout: studies stopped short %s; run again to continue", short)
@@ -172,11 +132,9 @@ def _check_finished(
         raise TuneError(f"workers stopped (exit codes {exits}) with studies short {short}")
 
 
-def _start_parent_run(
-    config: Config, prepared: PreparedData, experiment_id: str, url: str, session_id: str
-) -> str:
+def _start_parent_run(config: Config, prepared: PreparedData, experiment_id: str, url: str) -> str:
     client = MlflowClient()
-    tags = {"mlops.step": "tune", "mlops.data_digest": prepared.digest, "mlops.session": session_id}
+    tags = {"mlops.step": "tune", "mlops.data_digest": prepared.digest}
     run = client.create_run(experiment_id, tags=tags, run_name="tune-session")
     tune = config.tune
     params = {

@@ -2,8 +2,7 @@
 
 The PyTorch MLP reports the metric after every epoch, so the pruner can stop a poor trial early;
 a trial whose loss stops being finite is pruned too. Each trial records which worker ran it
-(`worker`: host, pid and session) and all its validation metrics (`validation`) as user
-attributes.
+(`worker`: host and pid) and all its validation metrics (`validation`) as user attributes.
 """
 
 from __future__ import annotations
@@ -20,11 +19,6 @@ from mlops.evaluate import evaluate
 from mlops.models.families import FitInputs, family_params, fit_family
 from mlops.models.torch_mlp import EpochCallback, TorchMLP
 from mlops.tuning.space import suggest, trial_params
-from mlops.tuning.study import SURPLUS_ATTR, claims_slot
-
-
-class SurplusTrial(Exception):
-    """The study already has its target of trials finished or running ahead of this one."""
 
 
 @dataclass(frozen=True)
@@ -32,16 +26,9 @@ class Objective:
     config: Config
     family: str
     inputs: FitInputs
-    target: int
-    session_id: str
 
     def __call__(self, trial: optuna.Trial) -> float:
-        # One write each: every attribute is a round trip to the storage.
-        worker = {"host": socket.gethostname(), "pid": os.getpid(), "session": self.session_id}
-        trial.set_user_attr("worker", worker)
-        if not claims_slot(trial.study, trial.number, self.target):
-            trial.set_user_attr(SURPLUS_ATTR, True)
-            raise SurplusTrial(f"trial {trial.number}: the study has its {self.target} trials")
+        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         values = suggest(trial, self.config.tune.search_space.get(self.family, {}))
         params = trial_params(family_params(self.config.train, self.family), values)
         model = fit_family(self.family, params, self.inputs, self._on_epoch(trial))

@@ -1,18 +1,15 @@
-"""Where studies live, what they are called, and how many trials they may finish.
+"""Where studies live, what they are called, and how many trials they run.
 
 Storage: an Optuna RDB storage, the SQLite file `tune.storage` by default or `OPTUNA_STORAGE`
 (`postgresql://user:pass@host/db`, for several machines on one study). Trials record a heartbeat;
 a trial whose worker went silent for `grace_period_s` (killed, out of memory, machine lost) is
-failed by the next worker that looks, and re-queued as a WAITING trial with the same params.
+failed by the next worker that starts a trial, and re-queued as a WAITING trial with the same
+params, which the next `ask` runs first.
 
-The budget: a study must end with exactly `tune.trials` finished (COMPLETE or PRUNED) trials,
-however many workers race for the last ones. Optuna's `MaxTrialsCallback` checks before a trial
-starts, so two workers can both start the last one. Here each trial, once RUNNING, counts the
-trials ahead of it: finished ones, and RUNNING or WAITING ones with a smaller number. Trial
-numbers are handed out under a lock on the study row, so every smaller-numbered trial is visible
-by then. If that count already reaches the target, the trial is surplus: it ends FAILED (with
-the user attribute `mlops.surplus`) and is not counted. Two trials can never both take the last
-slot: the one with the larger number sees the other.
+The budget: each worker stops once the study has `tune.trials` finished (COMPLETE or PRUNED)
+trials, checked before it starts and after each trial (Optuna's `MaxTrialsCallback`). Trials
+already running when the target is reached still finish, so W workers on one study end with at
+most W - 1 trials over it.
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ import os
 import sqlite3
 import urllib.parse
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +35,6 @@ from mlops.evaluate import greater_is_better
 from mlops.models.families import family_params
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-SURPLUS_ATTR = "mlops.surplus"
 _SQLITE = "sqlite:///"
 
 
@@ -145,39 +141,14 @@ def make_pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+def budget(tune: TuneConfig) -> optuna.study.MaxTrialsCallback:
+    return optuna.study.MaxTrialsCallback(tune.trials, states=FINISHED)
+
+
+def has_target(study: optuna.Study, tune: TuneConfig) -> bool:
+    return len(study.get_trials(deepcopy=False, states=FINISHED)) >= tune.trials
+
+
 def _seed(seed: int, worker: int, existing: int) -> int:
     # A resumed study or another worker must not replay the first session's random points.
     return int(np.random.SeedSequence([seed, worker, existing]).generate_state(1)[0])
-
-
-@dataclass(frozen=True)
-class Counts:
-    finished: int
-    running: int
-    waiting: int
-
-    def can_start(self, target: int) -> bool:
-        """A new trial may count: WAITING ones are re-queued trials that nobody runs yet."""
-        if self.finished >= target:
-            return False
-        return self.waiting > 0 or self.finished + self.running < target
-
-
-def count_trials(study: optuna.Study) -> Counts:
-    states = [t.state for t in study.get_trials(deepcopy=False)]
-    return Counts(
-        finished=sum(s in FINISHED for s in states),
-        running=states.count(TrialState.RUNNING),
-        waiting=states.count(TrialState.WAITING),
-    )
-
-
-def claims_slot(study: optuna.Study, number: int, target: int) -> bool:
-    """Whether the RUNNING trial `number` is within the target (see the module docstring)."""
-    ahead = 0
-    for trial in study.get_trials(deepcopy=False):
-        if trial.number == number:
-            continue
-        queued = trial.state in (TrialState.RUNNING, TrialState.WAITING)
-        ahead += trial.state in FINISHED or (queued and trial.number < number)
-    return ahead < target

@@ -22,7 +22,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
 from mlops import plots
-from mlops.tuning.study import FINISHED, SURPLUS_ATTR
+from mlops.tuning.study import FINISHED
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,7 @@ class StudySummary:
     family: str
     study_name: str
     target: int
-    # Trial states (COMPLETE, PRUNED, FAIL, RUNNING, WAITING) plus SURPLUS: failed on purpose
-    # because the target was reached (see study.py); those are not in FAIL.
-    counts: dict[str, int]
+    counts: dict[str, int]  # trials by state: COMPLETE, PRUNED, FAIL, RUNNING, WAITING
     best_value: float | None
     best_trial: int | None
     best_params: dict[str, Any]
@@ -45,7 +43,7 @@ class StudySummary:
 
 def summarize(study: optuna.Study, family: str, target: int) -> StudySummary:
     trials = study.get_trials(deepcopy=False)
-    counts = Counter("SURPLUS" if t.user_attrs.get(SURPLUS_ATTR) else t.state.name for t in trials)
+    counts = Counter(t.state.name for t in trials)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = study.best_trial if complete else None
     return StudySummary(

@@ -1,131 +1,119 @@
-"""Running trials: the loop of one worker, N worker processes on one study, the progress line.
+"""Running trials: one worker's loop over the studies, N worker processes, the progress line.
 
-A worker takes the families in order and runs one trial at a time in the first study that may
-still start one (see `Counts.can_start`); when every unfinished study is only waiting for trials
-that other workers run, it fails stale trials (dead workers) and polls. It stops when every study
-has its target or the session's deadline has passed; a trial in progress always finishes.
-
-`make tune WORKERS=N` runs N workers: the calling process and N - 1 child processes (real OS
-processes: a killed one takes only its own trial down). Each fits on one thread
-(`trial_threads`), so N workers use N cores without fighting over them. One worker alone is
-reproducible from the seed.
+Every worker is the same loop: `study.optimize` on each family's study in turn, on the shared
+storage, until the study has its target (study.py) or the session's deadline passes; a trial in
+progress always finishes. Workers never coordinate, so one may join (another machine) or die at
+any time. `make tune WORKERS=N` runs the calling process and N - 1 child processes (a killed one
+takes only its own trial down), each fitting on one thread (`trial_threads`). One worker alone
+is reproducible from the seed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
-import multiprocessing
-import multiprocessing.connection
 import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 import optuna
 from optuna.exceptions import ExperimentalWarning
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
-from mlops.errors import MLOpsError
+from mlops.data import load_prepared
 from mlops.logs import setup_logging
+from mlops.models.families import FitInputs
 from mlops.models.torch_mlp import torch_thread_limit
-from mlops.tuning.objective import Objective, SurplusTrial
-from mlops.tuning.session import BackgroundStart, Session, process_context
-from mlops.tuning.study import FINISHED, count_trials, open_storage, open_study
+from mlops.train import fit_inputs
+from mlops.tuning.objective import Objective
+from mlops.tuning.session import Session, process_context
+from mlops.tuning.study import FINISHED, budget, has_target, open_storage, open_study
+from mlops.tuning.trial_runs import log_trial_run
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.2  # how often a worker with nothing to start looks again
-EXIT_WORKER_ERROR = 1
+TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
-def work(session: Session, worker: int = 0, after_trial: Callable[[], None] | None = None) -> None:
-    """Run trials until every study has `session.target` finished ones or the deadline passes."""
-    storage = open_storage(session.storage_url, session.config.tune, checked=True)
-    studies = {
-        family: open_study(storage, name, session.config, worker)
-        for family, name in session.studies.items()
-    }
-    pending = list(studies)
-    while pending and (session.deadline is None or time.time() < session.deadline):
-        family = _next_family(studies, pending, session.target)
-        if family is None:
-            _fail_stale(studies[f] for f in pending)
-            time.sleep(POLL_S)
+def work(
+    session: Session, inputs: FitInputs, worker: int = 0, after_trial: TrialCallback | None = None
+) -> None:
+    """Run trials until every study has its target or the deadline passes."""
+    config = session.config
+    storage = open_storage(session.storage_url, config.tune, checked=True)
+    for family, name in session.studies.items():
+        study = open_study(storage, name, config, worker)
+        timeout_s = None if session.deadline is None else session.deadline - time.time()
+        if timeout_s is not None and timeout_s <= 0:
+            return
+        if has_target(study, config.tune):  # a rerun never starts a trial past the target
             continue
-        objective = Objective(session.config, family, session.inputs, session.target, session.id)
-        studies[family].optimize(objective, n_trials=1, catch=(SurplusTrial,))
+        callbacks: list[TrialCallback] = [budget(config.tune)]
+        if session.parent_run_id is not None:
+            callbacks.append(functools.partial(log_trial_run, session, family))
         if after_trial is not None:
-            after_trial()
+            callbacks.append(after_trial)
+        study.optimize(Objective(config, family, inputs), timeout=timeout_s, callbacks=callbacks)
 
 
-def _next_family(studies: dict[str, optuna.Study], pending: list[str], target: int) -> str | None:
-    for family in list(pending):
-        counts = count_trials(studies[family])
-        if counts.finished >= target:
-            pending.remove(family)
-        elif counts.can_start(target):
-            return family
-    return None
+def run_workers(
+    session: Session, inputs: FitInputs, studies: dict[str, optuna.Study]
+) -> list[int | None]:
+    """Run `tune.workers` workers, this process and child processes, showing their progress.
 
-
-def _fail_stale(studies: Iterable[optuna.Study]) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        for study in studies:
-            optuna.storages.fail_stale_trials(study)
-
-
-def run_workers(session: Session, workers: int, progress: Progress) -> list[int | None]:
-    """Run the session with `workers` workers: this process plus workers - 1 child processes.
-
-    Returns the exit codes of the child processes (0 for this one). Every worker fits on one
-    thread (`trial_threads`): trials, not threads inside a trial, are what runs in parallel.
+    Returns every worker's exit code (0 for this one; negative: the child was killed by that
+    signal).
     """
-    if workers == 1:
-        with trial_threads(1):
-            work(session, 0, after_trial=progress.update)
-        progress.update(force=True)
-        return [0]
     context = process_context()
-    processes = [
+    children = [
         context.Process(target=_worker_main, args=(session, i), name=f"tune-worker-{i}")
-        for i in range(1, workers)
+        for i in range(1, session.config.tune.workers)
     ]
-    starting = BackgroundStart(processes)
+    progress = Progress(studies, session.config.tune.trials, sys.stderr)
     try:
+        for child in children:
+            child.start()
         with trial_threads(1):
-            work(session, 0, after_trial=progress.update)
-        starting.join()
-        while alive := [process.sentinel for process in processes if process.is_alive()]:
-            multiprocessing.connection.wait(alive, timeout=1.0)  # returns when one exits
-            progress.update()
+            work(session, inputs, 0, after_trial=lambda _study, _trial: progress.update())
+        for child in children:
+            while child.exitcode is None:
+                child.join(timeout=1.0)
+                progress.update()
     finally:
-        starting.thread.join()
-        for process in (p for p in processes if p.pid is not None):  # started ones
-            if process.is_alive():
-                process.terminate()
-            process.join()
-    progress.update(force=True)
-    return [0, *(process.exitcode for process in processes)]
+        for child in (c for c in children if c.pid is not None):
+            if child.is_alive():  # this process failed or was interrupted
+                child.terminate()
+            child.join()
+        progress.close()
+    return [0, *(child.exitcode for child in children)]
 
 
-@contextmanager
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    with warnings.catch_warnings():
+        # Heartbeats, stale-trial retries and the matplotlib plots are experimental in Optuna 5.
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        previous = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # the progress line says it all
+        try:
+            yield
+        finally:
+            optuna.logging.set_verbosity(previous)
+
+
+@contextlib.contextmanager
 def trial_threads(cpus: int) -> Iterator[None]:
-    """Threads while fitting: `cpus` for joblib (the forest's n_jobs=-1) and for BLAS / OpenMP
-    (numpy, scipy, scikit-learn), one for PyTorch. Workers use `cpus=1`.
-
-    Why one: several workers with thread pools of their own oversubscribe the cores (two workers
-    fitting logistic regressions on 2 cores took 7-34 ms a fit instead of 3-5 ms, OpenBLAS threads
-    spinning), and a small tabular network gains nothing from torch's intra-op threads and loses a
-    lot when cores are busy (an MLP epoch: 15-20 ms on one thread, 200-1000 ms on two on a loaded
-    2-core machine). So tuning uses N cores through N workers. One torch thread also makes the
-    refit of a trial repeat it bit for bit.
-    """
+    """Threads while fitting: `cpus` for joblib (the forest's n_jobs=-1) and BLAS / OpenMP, one
+    for PyTorch. Workers use `cpus=1`: workers with thread pools of their own oversubscribe the
+    cores (two workers fitting logistic regressions on 2 cores: 7-34 ms a fit instead of 3-5 ms,
+    OpenBLAS threads spinning), so tuning uses N cores through N workers. One torch thread also
+    makes the refit of a trial repeat it bit for bit."""
     saved_env = os.environ.get("LOKY_MAX_CPU_COUNT")
     os.environ["LOKY_MAX_CPU_COUNT"] = str(cpus)  # joblib reads it at each fit
     try:
@@ -140,58 +128,49 @@ def trial_threads(cpus: int) -> Iterator[None]:
 
 
 def _worker_main(session: Session, worker: int) -> None:
-    """Entry point of a worker process."""
+    """Entry point of a worker process: it loads the prepared data itself (a fast local read)."""
     setup_logging()
-    logging.getLogger("mlops").setLevel(logging.WARNING)  # the first worker shows progress
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("mlops").setLevel(logging.WARNING)  # the calling process shows progress
+    inputs = fit_inputs(session.config, load_prepared(session.config.data))
     try:
-        with trial_threads(1):
-            work(session, worker)
-    except MLOpsError as err:
-        log.error("worker %d: %s", worker, err)
-        sys.exit(EXIT_WORKER_ERROR)
+        with quiet_optuna(), trial_threads(1):
+            work(session, inputs, worker)
+    except KeyboardInterrupt:  # Ctrl-C reaches every process of the group: the caller reports
+        sys.exit(130)
 
 
 class Progress:
-    """Finished trials over the target: a bar redrawn in place on a terminal, else log lines.
-
-    Reading the studies costs storage round trips, so it looks at most once a second.
-    """
+    """Finished trials over the target and the best values: a line redrawn in place on a
+    terminal, else log lines. It reads the studies (storage round trips) at most once a second."""
 
     def __init__(self, studies: dict[str, optuna.Study], target: int, stream: TextIO) -> None:
         self.studies, self.target, self.stream = studies, target, stream
-        self.tty = stream.isatty()
         self.shown, self.looked = -1, -math.inf
 
-    def update(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self.looked < 1.0:
+    def update(self) -> None:
+        if time.monotonic() - self.looked < 1.0:
             return
-        self.looked = time.monotonic()
-        done, best = 0, []
+        self.looked, done, best = time.monotonic(), 0, []
         for family, study in self.studies.items():
-            trials = study.get_trials(deepcopy=False)
-            done += min(sum(t.state in FINISHED for t in trials), self.target)
-            values = [
-                t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None
-            ]
-            if values:
-                value = max(values) if study.direction.name == "MAXIMIZE" else min(values)
-                best.append(f"{family} {value:.4f}")
+            trials = study.get_trials(deepcopy=False, states=FINISHED)
+            done += min(len(trials), self.target)
+            if any(t.state == TrialState.COMPLETE for t in trials):
+                best.append(f"{family} {study.best_value:.4f}")
         if done != self.shown:
             self.shown = done
-            self._show(done, f" (best: {', '.join(best)})" if best else "")
+            self._show(f"{done}/{self.target * len(self.studies)}", ", ".join(best))
 
-    def close(self) -> None:
-        if self.tty and self.shown >= 0:
-            self.stream.write("\n")
-
-    def _show(self, done: int, best: str) -> None:
-        total = self.target * len(self.studies)
-        text = f"tune: {done}/{total} trials finished{best}"
-        if not self.tty:
+    def _show(self, done: str, best: str) -> None:
+        text = f"tune: {done} trials finished" + (f" (best: {best})" if best else "")
+        if not self.stream.isatty():
             log.info("%s", text)
             return
-        filled = 24 * done // max(total, 1)
         # \r: back to the line's start; ESC[K: clear what a longer line left behind.
-        self.stream.write(f"\r[{'#' * filled}{'.' * (24 - filled)}] {text}\033[K")
+        self.stream.write(f"\r{text}\033[K")
         self.stream.flush()
+
+    def close(self) -> None:
+        self.looked = -math.inf
+        self.update()  # the final count
+        if self.stream.isatty() and self.shown >= 0:
+            self.stream.write("\n")

@@ -2,8 +2,9 @@
 
 prepare -> train -> tune (3 worker processes, one PostgreSQL study per family) -> promote ->
 serve from the remote registry; then a new champion promoted through the server is picked up by
-the running model server. And the study-level guarantees on PostgreSQL: the exact trial count, and
-a worker killed mid-trial leaves its trial failed and retried, not stuck.
+the running model server. And the study-level guarantees on PostgreSQL: the trial budget (the
+target, plus at most one trial per other worker), and a worker killed mid-trial leaves its trial
+failed and retried, not stuck.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def test_whole_pipeline_on_tracking_server_and_postgres_study(
     tuned = run_process("tune.py", *args, "--workers", "3")
     assert tuned.returncode == 0, tuned.stderr
     for study in studies(optuna.storages.RDBStorage(optuna_on_postgres)):
-        assert len(finished(study)) == 6, study.study_name
+        assert 6 <= len(finished(study)) <= 6 + 2, study.study_name  # 3 workers
         assert not study.get_trials(states=(TrialState.RUNNING,))
     promoted = run_process("promote.py", *args)
     assert promoted.returncode == 0, promoted.stdout + promoted.stderr
@@ -118,7 +119,7 @@ def test_whole_pipeline_on_tracking_server_and_postgres_study(
         assert server.stop() == 0
 
 
-def test_postgres_study_counts_exactly_and_retries_a_killed_worker_trial(
+def test_postgres_study_stops_at_its_budget_and_retries_a_killed_worker_trial(
     tracking_server: TrackingServer, optuna_on_postgres: str, tmp_path: Path
 ) -> None:
     args = config_args(tmp_path, *unique_names("study"), *TUNE_FAST, *SLOW_TRIALS, "tune.trials=5")
@@ -133,7 +134,7 @@ def test_postgres_study_counts_exactly_and_retries_a_killed_worker_trial(
     exit_codes = sorted(p.exitcode for p in (first, second))
     assert exit_codes == [-9, 0], [(tmp_path / n).read_text() for n in ("first.log", "second.log")]
     (study,) = studies(storage)
-    assert len(finished(study)) == 5
+    assert 5 <= len(finished(study)) <= 5 + 1  # two workers
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers))
     assert study.trials[victim.number].state == TrialState.FAIL

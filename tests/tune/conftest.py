@@ -76,22 +76,14 @@ def tune_args(tmp: Path, *overrides: str) -> list[str]:
 
 
 def start_tune(output: Path, *args: str) -> BaseProcess:
-    """scripts/tune.py's main in a separate process, its output in `output`.
-
-    The process forks from the fork server the tune step itself uses (the tuning code imported
-    once), so it starts in milliseconds instead of seconds. The server's environment is older
-    than this test's, hence the explicit one.
-    """
-    process = process_context().Process(
-        target=_tune_main, args=(list(args), dict(os.environ), str(output))
-    )
+    """scripts/tune.py's main in a separate process (spawned, as the tune step's own workers
+    are: it inherits this test's environment), its output in `output`."""
+    process = process_context().Process(target=_tune_main, args=(list(args), str(output)))
     process.start()
     return process
 
 
-def _tune_main(args: list[str], env: dict[str, str], output: str) -> None:
-    os.environ.clear()
-    os.environ.update(env)
+def _tune_main(args: list[str], output: str) -> None:
     with open(output, "ab") as sink:  # noqa: PTH123 - a file descriptor for dup2
         os.dup2(sink.fileno(), sys.stdout.fileno())
         os.dup2(sink.fileno(), sys.stderr.fileno())

@@ -19,8 +19,10 @@ from optuna.trial import TrialState
 
 from mlops.config import Config, load_config
 from mlops.data import load_prepared
+from mlops.errors import TuneError
 from mlops.prepare import prepare
-from mlops.tune import TuneResult, run_session, tune
+from mlops.tune import TuneResult, check_finished, run_session, tune
+from mlops.tuning.summary import StudySummary
 from tests.conftest import FAST_OVERRIDES, REPO
 from tests.tune.conftest import TUNE_FAST, TuneConfigFactory
 
@@ -170,3 +172,10 @@ def test_timeout_stops_starting_trials(tune_config: TuneConfigFactory) -> None:
     assert 1 <= summary.finished < 50
     assert not result.complete
     assert summary.counts.get(TrialState.RUNNING.name, 0) == 0
+
+
+def test_studies_short_of_their_target_fail_the_session_unless_the_timeout_stopped_them() -> None:
+    short = StudySummary("linear", "s", 4, {"COMPLETE": 2}, 0.9, 1, {}, {})
+    with pytest.raises(TuneError, match=r"exit codes \[0, -9\].*linear.*2/4"):
+        check_finished({"linear": short}, [0, -9], deadline=None)
+    check_finished({"linear": short}, [0, -9], deadline=0.0)  # long past: a warning only

@@ -1,4 +1,4 @@
-"""Study names, the exact trial budget, and search spaces: real Optuna studies, no MLflow."""
+"""Study names, the trial budget, and search spaces: real Optuna studies, no MLflow."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from mlops.config import Config, MLPParams, load_config
 from mlops.errors import ConfigError
 from mlops.tuning.space import suggest, trial_params
-from mlops.tuning.study import Counts, claims_slot, open_storage, open_study, study_name
+from mlops.tuning.study import budget, has_target, open_storage, open_study, study_name
 from tests.conftest import REPO
 
 DIGEST = "ab" * 32
@@ -38,41 +38,15 @@ def test_study_name_stays_when_the_trial_count_changes_but_not_when_the_objectiv
     assert name.startswith("mlops-breast-cancer-linear-abababab-")
 
 
-def test_trial_is_surplus_when_finished_and_earlier_running_trials_fill_the_target(
-    study: optuna.Study,
-) -> None:
-    done = study.ask()
-    study.tell(done, 0.5)
-    first, second = study.ask(), study.ask()
-    assert claims_slot(study, first.number, target=2)
-    assert not claims_slot(study, second.number, target=2)
-    assert claims_slot(study, second.number, target=3)
-
-
-def test_waiting_trial_with_a_smaller_number_keeps_its_slot(study: optuna.Study) -> None:
-    study.enqueue_trial({})  # trial 0: queued (a retry), not yet running
-    later = study.ask()  # pops trial 0 ...
-    assert later.number == 0
-    newer = study.ask()  # ... so this is trial 1
-    study.enqueue_trial({})  # trial 2 waits
-    newest = study.ask()  # pops 2
-    assert newest.number == 2
-    assert not claims_slot(study, newest.number, target=2)
-    assert claims_slot(study, newer.number, target=2)
-
-
-def test_failed_trials_free_their_slot(study: optuna.Study) -> None:
-    failed = study.ask()
-    study.tell(failed, state=TrialState.FAIL)
-    trial = study.ask()
-    assert claims_slot(study, trial.number, target=1)
-
-
-def test_new_trial_may_start_only_below_the_target_or_to_run_a_queued_retry() -> None:
-    assert Counts(finished=2, running=1, waiting=0).can_start(target=4)
-    assert not Counts(finished=3, running=1, waiting=0).can_start(target=4)
-    assert Counts(finished=3, running=1, waiting=1).can_start(target=4)
-    assert not Counts(finished=4, running=0, waiting=1).can_start(target=4)
+def test_budget_counts_complete_and_pruned_trials_not_failed_ones(study: optuna.Study) -> None:
+    tune = default("tune.trials=3").tune
+    for state in (TrialState.FAIL, TrialState.PRUNED, TrialState.COMPLETE):
+        trial = study.ask()
+        study.tell(trial, 0.5 if state == TrialState.COMPLETE else None, state=state)
+    assert not has_target(study, tune)
+    study.optimize(lambda trial: 0.5, callbacks=[budget(tune)])  # no n_trials: the budget stops it
+    assert has_target(study, tune)
+    assert len(study.trials) == 4
 
 
 def test_reopened_study_continues_and_its_sampler_does_not_replay_the_first_points(
