@@ -74,7 +74,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
 
 def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
     """Every panel but rows, including those folded inside a collapsed row."""
-    found = []
+    found: list[dict[str, Any]] = []
     for panel in dashboard["panels"]:
         found += [panel] if panel["type"] != "row" else panel.get("panels", [])
     return found
