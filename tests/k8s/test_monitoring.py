@@ -12,7 +12,10 @@ from tests.k8s.test_network import PROMETHEUS
 
 pytestmark = pytest.mark.k8s
 
-WITH_MONITORING = ("dev+retrain-schedule+servicemonitor+monitoring", "prod+servicemonitor+monitoring")
+WITH_MONITORING = (
+    "dev+retrain-schedule+servicemonitor+monitoring",
+    "prod+servicemonitor+monitoring",
+)
 COMPONENT = K8S / "components" / "monitoring"
 
 

@@ -27,7 +27,8 @@ KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 # Custom resources have no schema in kubernetes-validate; tests/k8s/test_serving.py and
 # tests/k8s/test_monitoring.py check these.
 CUSTOM_KINDS = {
-    ("monitoring.coreos.com/v1", kind) for kind in ("ServiceMonitor", "PodMonitor", "PrometheusRule")
+    ("monitoring.coreos.com/v1", kind)
+    for kind in ("ServiceMonitor", "PodMonitor", "PrometheusRule")
 }
 
 
