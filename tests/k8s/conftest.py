@@ -13,8 +13,11 @@ from tests.k8s.manifests import K8S, Obj, kustomize, kustomize_with
 BUILDS = {
     "dev": ("dev", []),
     "prod": ("prod", []),
-    "dev+retrain-schedule+servicemonitor": ("dev", ["retrain-schedule", "servicemonitor"]),
-    "prod+servicemonitor": ("prod", ["servicemonitor"]),
+    "dev+retrain-schedule+servicemonitor+monitoring": (
+        "dev",
+        ["retrain-schedule", "servicemonitor", "monitoring"],
+    ),
+    "prod+servicemonitor+monitoring": ("prod", ["servicemonitor", "monitoring"]),
 }
 
 

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s.manifests import Obj, Pod, container, containers, env_of, find, pod_templates
+from tests.k8s.manifests import (
+    Obj,
+    Pod,
+    container,
+    containers,
+    env_of,
+    find,
+    pod_of,
+    pod_templates,
+)
 
 pytestmark = pytest.mark.k8s
 
@@ -67,8 +76,32 @@ def test_retraining_runs_every_step_in_order_in_one_pod(built: dict[str, list[Ob
     assert cron["spec"]["concurrencyPolicy"] == "Forbid"
     spec = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     init_order = [c["name"] for c in spec["initContainers"]]
-    assert init_order == ["prepare", "train"]
+    assert init_order == ["prepare", "train", "tune"]
     assert [c["name"] for c in spec["containers"]] == ["promote"]
+
+
+def test_retraining_reads_the_data_source_from_its_config_map(built: dict[str, list[Obj]]) -> None:
+    objs = built["prod"]
+    pod = pod_of(objs, "CronJob/retrain")
+    assert pod.labels["mlops/object-store-client"] == "true", "it reads the object store"
+    for c in containers(pod.spec):
+        words = " ".join(c.get("args", [])).replace('"', "").split()
+        assert "data.source=$(DATA_SOURCE)" in words or "data.source=$DATA_SOURCE" in words
+        env = env_of(c, objs)
+        assert env["DATA_SOURCE"].startswith("s3://"), c["name"]
+        assert env["AWS_REGION"]
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            (var,) = [v for v in c["env"] if v["name"] == key]
+            assert "secretKeyRef" in var["valueFrom"], (c["name"], key)
+
+
+def test_retraining_tunes_a_small_budget_on_a_local_study(built: dict[str, list[Obj]]) -> None:
+    tune = container(pod_of(built["prod"], "CronJob/retrain"), "tune")
+    args = tune["args"]
+    assert int(args[args.index("--trials") + 1]) <= 10
+    assert float(args[args.index("--timeout") + 1]) <= 3600
+    assert "tune.storage=sqlite:////tmp/optuna.db" in args
+    assert "OPTUNA_STORAGE" not in env_of(tune, built["prod"]), "it would override the local one"
 
 
 def _promote_wrappers(objs: list[Obj]) -> list[str]:

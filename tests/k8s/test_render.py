@@ -24,8 +24,12 @@ pytestmark = pytest.mark.k8s
 # and the newest whose schemas kubernetes-validate ships; both are checked, strictly (unknown
 # fields are errors), from the schemas inside the wheel: no network.
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
-# Custom resources have no schema in kubernetes-validate; tests/k8s/test_serving.py checks these.
-CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+# Custom resources have no schema in kubernetes-validate; tests/k8s/test_serving.py and
+# tests/k8s/test_monitoring.py check these.
+CUSTOM_KINDS = {
+    ("monitoring.coreos.com/v1", kind)
+    for kind in ("ServiceMonitor", "PodMonitor", "PrometheusRule")
+}
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)

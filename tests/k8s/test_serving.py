@@ -107,7 +107,7 @@ def test_prometheus_annotations_point_at_metrics(overlay_objs: list[Obj]) -> Non
 
 
 def test_service_monitor_scrapes_the_servers_service(built: dict[str, list[Obj]]) -> None:
-    objs = built["prod+servicemonitor"]
+    objs = built["prod+servicemonitor+monitoring"]
     monitor = find(objs, "ServiceMonitor", "model-server")
     service = find(objs, "Service", "model-server")
     selector = monitor["spec"]["selector"]["matchLabels"]
