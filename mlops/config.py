@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from mlops.errors import ConfigError
-from mlops.tracking import EMBEDDED_OPTUNA_STORAGE
 
 Task = Literal["classification", "regression"]
 Family = Literal["linear", "random_forest", "torch_mlp"]
@@ -132,10 +131,6 @@ class SearchParam:
     choices: tuple[Any, ...] = ()
 
 
-def _embedded_if_null(value: object) -> object:
-    return EMBEDDED_OPTUNA_STORAGE if value is None else value
-
-
 @dataclass(frozen=True, kw_only=True)
 class TuneConfig:
     __pydantic_config__ = SECTION
@@ -155,9 +150,9 @@ class TuneConfig:
     # (worse than the median of earlier trials at that epoch), "hyperband", or "none".
     pruner: Literal["median", "hyperband", "none"] = "median"
     pruner_warmup_epochs: Int = 5
-    # Optuna RDB URL; unset or null: a SQLite file in the embedded store (mlops/tracking.py).
+    # Optuna RDB URL; unset or null in the YAML: a SQLite file in the embedded store (load_config).
     # OPTUNA_STORAGE overrides it (PostgreSQL for several machines).
-    storage: Annotated[str, BeforeValidator(_embedded_if_null)] = EMBEDDED_OPTUNA_STORAGE
+    storage: str
     # Study name: <prefix>-<experiment>-<family>-<data digest[:8]>-<objective digest[:8]>.
     study_prefix: str = "mlops"
     # A worker silent (killed) for grace_period_s has its trial failed, then retried (max_retries).
@@ -309,6 +304,7 @@ def load_config(path: Path, overrides: typing.Sequence[str] = ()) -> Config:
     raw = _read_yaml(path)
     for override in overrides:
         _apply_override(raw, override)
+    _default_storage(raw)
     return _validate(Config, raw)
 
 
@@ -316,6 +312,16 @@ def as_dict(config: Config) -> dict[str, Any]:
     """The resolved config as plain YAML-safe data (logged with every run)."""
     plain: dict[str, Any] = TypeAdapter(Config).dump_python(config, mode="json")
     return plain
+
+
+def _default_storage(raw: dict[str, Any]) -> None:
+    # Imported here: this module travels inside every logged torch model (mlops/models/logged.py),
+    # and the model's copy of the package holds no tracking code.
+    from mlops.tracking import EMBEDDED_OPTUNA_STORAGE
+
+    tune = raw.get("tune")
+    if isinstance(tune, dict) and tune.get("storage") is None:
+        tune["storage"] = EMBEDDED_OPTUNA_STORAGE
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
