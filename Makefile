@@ -1,6 +1,6 @@
 # The only entry point a user needs. `make` (or `make help`) lists every target.
 # Pipeline steps are file targets (stamps under .make/<config name>/), so `make all` twice does
-# no work the second time; they rerun when the config, the code or an earlier step changes.
+# no work the second time; they rerun when the config, their own code or an earlier step changes.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -16,7 +16,9 @@ TUNE_ARGS ?=
 BENCH_ARGS ?=
 NAME := $(basename $(notdir $(CONFIG)))
 STAMPS := .make/$(NAME)
-PKG_SOURCES := $(shell find mlops -name '*.py' 2>/dev/null)
+# The embedded MLflow store and Optuna storage; mlops/tracking.py names the same folder
+# (EMBEDDED_STORE_DIR; tests/unit/test_makefile.py keeps the two equal).
+STORE := .mlflow
 HOST ?= 127.0.0.1
 PORT ?= 8080
 # Tuning worker processes (empty: tune.workers in CONFIG); promote VERSION=n instead of @challenger.
@@ -35,22 +37,51 @@ help: ## List every target with a one-line description
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 	@echo "Variables: CONFIG=$(CONFIG) ARGS='$(ARGS)' TUNE_ARGS='$(TUNE_ARGS)' BENCH_ARGS='$(BENCH_ARGS)' WORKERS=$(WORKERS) VERSION=$(VERSION) HOST=$(HOST) PORT=$(PORT) IMAGE=$(IMAGE) TAG=$(TAG) OVERLAY=$(OVERLAY)"
 
-# The virtual environment is a file target: rebuilt only when the requirements change.
+# The virtual environment is a file target: rebuilt only when the requirements change. uv installs
+# them several times faster than pip; pip is the fallback where uv itself cannot be installed.
+UV_VERSION ?= 0.13.10
+# uv does not read pip's configuration (pip.conf, PIP_* variables), so it is handed the same
+# package sources: where pip is pointed at a local index or wheel folder (a CPU-only torch, say),
+# uv installs the same files. `unsafe-best-match` is pip's rule: the best version of all indexes.
+# Read once, when the recipe first needs it; lines joined by "|" ($(shell) flattens newlines).
+PIP_CONFIG = $(eval PIP_CONFIG := $$(shell $(PYTHON) -m pip config list 2>/dev/null | tr '\n' '|'))$(PIP_CONFIG)
+pip_config = $(shell printf '%s' "$(PIP_CONFIG)" | tr '|' '\n' | sed -n "s/^[^.]*\.$(1)='\(.*\)'$$/\1/p" | head -n 1)
+uv_env = $(if $(call pip_config,$(1)),$(2)="$(call pip_config,$(1))")
+UV_ENV = UV_INDEX_STRATEGY=unsafe-best-match $(call uv_env,index-url,UV_DEFAULT_INDEX) \
+	$(call uv_env,extra-index-url,UV_INDEX) $(call uv_env,find-links,UV_FIND_LINKS) \
+	$(call uv_env,constraint,UV_CONSTRAINT) $(call uv_env,cert,SSL_CERT_FILE)
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	if $(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); then \
+		$(UV_ENV) $(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements-dev.txt; \
+	else \
+		$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt; \
+	fi
 	touch $@
 
 .PHONY: venv
 venv: $(VENV)/.installed ## Build the virtual environment (.venv) from requirements*.txt
 
 # ---- Pipeline -----------------------------------------------------------------------------
+# Each step depends on the modules its script imports, transitively, and nothing else: editing
+# the server reruns no step. A step's list leaves out what an earlier step's list holds (a change
+# there reruns that step, and so this one). tests/unit/test_makefile.py checks them.
 
-$(STAMPS)/prepare: $(CONFIG) $(PKG_SOURCES) scripts/prepare.py | $(VENV)/.installed
+CORE_SOURCES := mlops/__init__.py mlops/cli.py mlops/config.py mlops/errors.py mlops/logs.py \
+	mlops/tracking.py
+PREPARE_SOURCES := scripts/prepare.py mlops/prepare.py mlops/data.py mlops/validation.py \
+	mlops/profile.py $(CORE_SOURCES)
+# models/ whole: torch_pyfunc_entry.py is logged by path ("model from code"), not imported.
+TRAIN_SOURCES := scripts/train.py mlops/train.py mlops/evaluate.py mlops/features.py \
+	mlops/plots.py mlops/provenance.py mlops/registry.py $(wildcard mlops/models/*.py)
+TUNE_SOURCES := scripts/tune.py mlops/tune.py $(wildcard mlops/tuning/*.py)
+PROMOTE_SOURCES := scripts/promote.py mlops/promote.py mlops/gates.py mlops/loading.py
+
+$(STAMPS)/prepare: $(CONFIG) $(PREPARE_SOURCES) | $(VENV)/.installed
 	$(PY) scripts/prepare.py --config $(CONFIG) $(ARGS)
 	@mkdir -p $(@D) && touch $@
 
-$(STAMPS)/train: $(STAMPS)/prepare $(CONFIG) $(PKG_SOURCES) scripts/train.py | $(VENV)/.installed
+$(STAMPS)/train: $(STAMPS)/prepare $(CONFIG) $(TRAIN_SOURCES) | $(VENV)/.installed
 	$(PY) scripts/train.py --config $(CONFIG) $(ARGS)
 	@mkdir -p $(@D) && touch $@
 
@@ -58,12 +89,12 @@ TUNE = $(PY) scripts/tune.py --config $(CONFIG) $(if $(WORKERS),--workers $(WORK
 PROMOTE = $(PY) scripts/promote.py --config $(CONFIG) $(if $(VERSION),--version $(VERSION)) $(ARGS)
 
 # After train, so that tune's best is the `challenger` promote judges.
-$(STAMPS)/tune: $(STAMPS)/train $(CONFIG) $(PKG_SOURCES) scripts/tune.py | $(VENV)/.installed
+$(STAMPS)/tune: $(STAMPS)/train $(CONFIG) $(TUNE_SOURCES) | $(VENV)/.installed
 	$(TUNE)
 	@mkdir -p $(@D) && touch $@
 
 # Exit 3 is "not promoted" (a gate failed, nothing moved): a normal outcome of the pipeline.
-$(STAMPS)/promote: $(STAMPS)/tune $(CONFIG) $(PKG_SOURCES) scripts/promote.py | $(VENV)/.installed
+$(STAMPS)/promote: $(STAMPS)/tune $(CONFIG) $(PROMOTE_SOURCES) | $(VENV)/.installed
 	$(PROMOTE) || [ $$? -eq 3 ]
 	@mkdir -p $(@D) && touch $@
 
@@ -86,19 +117,19 @@ bench-tune: $(STAMPS)/prepare | $(VENV)/.installed ## Benchmark tuning: tracking
 
 # Tracking server: backend store and artifact destination as MLflow names them; defaults are the
 # embedded store, so the server shows the same runs as `make ui`.
-MLFLOW_BACKEND_STORE_URI ?= sqlite:///$(CURDIR)/.mlflow/mlflow.db
-MLFLOW_ARTIFACTS_DESTINATION ?= $(CURDIR)/.mlflow/artifacts
+MLFLOW_BACKEND_STORE_URI ?= sqlite:///$(CURDIR)/$(STORE)/mlflow.db
+MLFLOW_ARTIFACTS_DESTINATION ?= $(CURDIR)/$(STORE)/artifacts
 TRACKING_HOST ?= 127.0.0.1
 TRACKING_PORT ?= 5000
 
 .PHONY: tracking-server postgres-start postgres-stop
 tracking-server: $(VENV)/.installed ## MLflow tracking server (proxied artifacts) on TRACKING_HOST:TRACKING_PORT
-	@mkdir -p .mlflow
+	@mkdir -p $(STORE)
 	$(VENV)/bin/mlflow server --backend-store-uri "$(MLFLOW_BACKEND_STORE_URI)" \
 		--artifacts-destination "$(MLFLOW_ARTIFACTS_DESTINATION)" --serve-artifacts \
 		--host $(TRACKING_HOST) --port $(TRACKING_PORT)
 
-PG_DIR ?= .mlflow/postgres
+PG_DIR ?= $(STORE)/postgres
 postgres-start: ## Start a throwaway PostgreSQL (machine's packages) in PG_DIR; prints its URI
 	@mkdir -p $(PG_DIR) && scripts/throwaway_postgres.sh start $(PG_DIR)
 
@@ -107,8 +138,8 @@ postgres-stop: ## Stop the throwaway PostgreSQL started by postgres-start
 
 .PHONY: ui
 ui: $(VENV)/.installed ## Open the MLflow UI on the local store at http://127.0.0.1:5000
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///.mlflow/mlflow.db \
-		--default-artifact-root .mlflow/artifacts --host 127.0.0.1 --port 5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db \
+		--default-artifact-root $(STORE)/artifacts --host 127.0.0.1 --port 5000
 
 # ---- Deploy -------------------------------------------------------------------------------
 # docker-* need a Docker engine, k8s-deploy/job/delete a cluster in kubectl's current context;
@@ -126,13 +157,13 @@ docker-push: ## Push IMAGE:TAG (REGISTRY=..., after `docker login`)
 # The store's artifact paths are absolute, so it is mounted at the same path inside the container.
 # It is mounted writable and the container runs as your uid: loading a model from a local store,
 # MLflow writes `registered_model_meta` beside its artifacts (a cluster's server downloads to /tmp).
-docker-smoke: $(STAMPS)/train ## Promote, then serve the champion from .mlflow/ in the image; one prediction
+docker-smoke: $(STAMPS)/train ## Promote, then serve the champion from the local store in the image; one prediction
 	$(PY) scripts/promote.py --config $(CONFIG)
 	docker run --detach --rm --name mlops-smoke --read-only --tmpfs /tmp --cap-drop ALL \
 		--security-opt no-new-privileges --publish 127.0.0.1:$(PORT):8080 \
 		--user "$$(id -u):$$(id -g)" --env USER=smoke \
-		--volume "$(CURDIR)/.mlflow:$(CURDIR)/.mlflow" \
-		--env MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/.mlflow/mlflow.db \
+		--volume "$(CURDIR)/$(STORE):$(CURDIR)/$(STORE)" \
+		--env MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/$(STORE)/mlflow.db \
 		$(IMAGE):$(TAG) scripts/serve.py --config $(CONFIG)
 	$(PY) scripts/smoke_request.py --config $(CONFIG) --url http://127.0.0.1:$(PORT) \
 		|| { docker logs mlops-smoke; docker stop mlops-smoke; exit 1; }
@@ -193,12 +224,14 @@ format: $(VENV)/.installed ## Rewrite: ruff --fix and ruff format
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: lint ## What CI runs: lint, type check, then every test (slow ones included)
-	$(VENV)/bin/pytest
+# Coverage counts the scripts the e2e tests run as subprocesses too (pyproject.toml: [tool.coverage]).
+test: lint ## What CI runs: lint, type check, every test (slow ones included), coverage >= 90 %
+	$(VENV)/bin/pytest --cov=mlops --cov=scripts --cov-report=term-missing:skip-covered \
+		--cov-fail-under=90
 
 test-fast: $(VENV)/.installed ## Every test except those marked slow
 	$(VENV)/bin/pytest -m "not slow"
 
 .PHONY: clean
 clean: ## Remove the local MLflow store, prepared data and stamps (keeps .venv)
-	rm -rf .mlflow data .make bench-results .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(STORE) data .make bench-results .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import mlflow
 
+# The one place the embedded store is named (the Makefile's STORE is the same folder): MLflow's
+# database and artifacts, and the default Optuna storage (`tune.storage`).
 EMBEDDED_STORE_DIR = Path(".mlflow")
+EMBEDDED_OPTUNA_STORAGE = f"sqlite:///{EMBEDDED_STORE_DIR / 'optuna.db'}"
 
 # MLflow's HTTP client defaults (7 retries, backoff factor 2, 120 s timeout) let a step hang for
 # many minutes on a dead or stuck tracking server. These bound one call to about 35 s; each can be

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from mlops.config import Config, as_dict, load_config
 from mlops.errors import ConfigError
+from mlops.tracking import EMBEDDED_OPTUNA_STORAGE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,6 +45,10 @@ def test_integer_is_accepted_where_a_float_is_expected() -> None:
         ("train.families=[linear, svm]", "train.families[1]"),
         ("data.test_fraction=1.5", "data.test_fraction"),
         ("data.prepared_dir=3", "data.prepared_dir"),
+        ("train.random_forest.n_estimators=0", "train.random_forest.n_estimators must be"),
+        ("train.linear.max_iter=1.5", "train.linear.max_iter"),
+        ("train.torch_mlp.hidden_units=[8, true]", "train.torch_mlp.hidden_units[1]"),
+        ("promote.thresholds.rmse=low", "promote.thresholds.rmse"),
     ],
 )
 def test_bad_value_is_an_error_naming_the_key(override: str, named: str) -> None:
@@ -72,3 +81,59 @@ def test_resolved_config_is_plain_data() -> None:
     plain = as_dict(load_config(REPO / "configs/default.yaml"))
     assert plain["data"]["prepared_dir"] == "data/prepared/default"
     assert plain["train"]["torch_mlp"]["hidden_units"] == [64, 32]
+
+
+def test_unknown_key_is_one_line_without_pydantic_details() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(REPO / "configs/default.yaml", ["train.foo=1"])
+    assert str(caught.value) == "unknown config key 'train.foo'"
+
+
+def test_lists_become_tuples_and_paths_become_paths() -> None:
+    config = load_config(REPO / "configs/default.yaml", ["data.categorical_columns=[a, b]"])
+    assert config.data.categorical_columns == ("a", "b")
+    assert isinstance(config.data.prepared_dir, Path)
+
+
+@pytest.mark.parametrize("override", ["tune.storage=null", "tune.storage=~"])
+def test_unset_optuna_storage_is_the_embedded_store(override: str) -> None:
+    config = load_config(REPO / "configs/default.yaml", [override])
+    assert config.tune.storage == EMBEDDED_OPTUNA_STORAGE
+
+
+def test_optuna_storage_url_is_kept() -> None:
+    url = "postgresql://u@db/optuna"
+    assert load_config(REPO / "configs/default.yaml", [f"tune.storage={url}"]).tune.storage == url
+
+
+def settings(section: object, raw: dict[str, Any], where: str = "") -> Iterator[tuple[str, bool]]:
+    """(key, whether its value is the code's default) for each key the YAML sets that has one."""
+    for spec in dataclasses.fields(section):  # type: ignore[arg-type]
+        if spec.name not in raw:
+            continue
+        value, key = getattr(section, spec.name), f"{where}{spec.name}"
+        if dataclasses.is_dataclass(value):
+            yield from settings(value, raw[spec.name], f"{key}.")
+        elif spec.default is not dataclasses.MISSING:
+            yield key, value == spec.default
+        elif spec.default_factory is not dataclasses.MISSING:
+            yield key, value == spec.default_factory()
+
+
+def yaml_settings(name: str) -> dict[str, bool]:
+    path = REPO / "configs" / name
+    return dict(settings(load_config(path), yaml.safe_load(path.read_text())))
+
+
+def test_default_yaml_spells_out_the_code_defaults() -> None:
+    # The code holds the defaults (tests and benches build sections from a few keyword arguments);
+    # default.yaml repeats every one as documentation, so the two must never disagree.
+    found = yaml_settings("default.yaml")
+    assert "train.random_forest.max_features" in found
+    assert [key for key, same in found.items() if not same] == []
+
+
+def test_regression_yaml_sets_only_what_differs_from_the_defaults() -> None:
+    found = yaml_settings("regression.yaml")
+    assert "train.random_forest.max_depth" in found
+    assert [key for key, same in found.items() if same] == []
