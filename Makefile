@@ -69,7 +69,7 @@ venv: $(VENV)/.installed ## Build the virtual environment (.venv) from requireme
 
 CORE_SOURCES := mlops/__init__.py mlops/cli.py mlops/config.py mlops/errors.py mlops/logs.py \
 	mlops/tracking.py
-PREPARE_SOURCES := scripts/prepare.py mlops/prepare.py mlops/data.py mlops/validation.py \
+PREPARE_SOURCES := scripts/prepare.py mlops/prepare.py mlops/data.py mlops/sources.py mlops/validation.py \
 	mlops/profile.py $(CORE_SOURCES)
 # models/ whole: torch_pyfunc_entry.py is logged by path ("model from code"), not imported.
 TRAIN_SOURCES := scripts/train.py mlops/train.py mlops/evaluate.py mlops/features.py \
