@@ -125,7 +125,7 @@ def steps_rerun_after_touching(repo: Path, changed: str) -> list[str]:
     ("changed", "rerun"),
     [
         ("mlops/serving/app.py", []),
-        ("benchmarks/serving.py", []),
+        ("mlops/serving/model.py", []),
         ("mlops/train.py", ["train", "tune", "promote"]),
         ("mlops/tuning/space.py", ["tune", "promote"]),
         ("mlops/gates.py", ["promote"]),
