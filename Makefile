@@ -1,6 +1,7 @@
 # The only entry point a user needs. `make` (or `make help`) lists every target.
-# Pipeline steps are file targets (stamps under .make/<config name>/), so `make all` twice does
-# no work the second time; they rerun when the config, their own code or an earlier step changes.
+# Pipeline steps are file targets (stamps under .make/<config name>/<target key>/), so `make all`
+# twice does no work the second time; they rerun when the config, their own code or an earlier
+# step changes, and when the pipeline points somewhere else (tracking or registry URI, ARGS).
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -15,7 +16,12 @@ ARGS ?=
 TUNE_ARGS ?=
 BENCH_ARGS ?=
 NAME := $(basename $(notdir $(CONFIG)))
-STAMPS := .make/$(NAME)
+# The target key: a digest of where the pipeline reads and writes, the tracking and registry URIs
+# and ARGS (which carry `--set data.source=...`), so `MLFLOW_TRACKING_URI=http://server make all`
+# after a local `make all` runs the pipeline against the server instead of saying nothing.
+TARGET_KEY := $(shell printf '%s\n' "$$MLFLOW_TRACKING_URI" "$$MLFLOW_REGISTRY_URI" '$(subst ','\'',$(ARGS))' | sha256sum | cut -c1-12)
+STAMPS := .make/$(NAME)/$(TARGET_KEY)
+STARTED_S := $(shell date +%s)
 # The embedded MLflow store and Optuna storage; mlops/tracking.py names the same folder
 # (EMBEDDED_STORE_DIR; tests/unit/test_makefile.py keeps the two equal).
 STORE := .mlflow
@@ -110,6 +116,11 @@ promote: $(STAMPS)/prepare | $(VENV)/.installed ## Gate `challenger` (or VERSION
 rollback: | $(VENV)/.installed ## Point `champion` back at `previous`, the version it replaced
 	$(PY) scripts/promote.py --config $(CONFIG) --rollback $(ARGS)
 all: $(STAMPS)/promote ## Run the whole pipeline on CONFIG (prepare -> train -> tune -> promote)
+	@for step in prepare train tune promote; do \
+		if [ "$$(stat -c %Y $(STAMPS)/$$step)" -lt $(STARTED_S) ]; then \
+			echo "$$step: up to date, skipped ($(STAMPS); tracking: $${MLFLOW_TRACKING_URI:-embedded $(STORE)})"; \
+		fi; \
+	done
 
 .PHONY: bench-tune
 bench-tune: $(STAMPS)/prepare | $(VENV)/.installed ## Benchmark tuning: tracking overhead, 2-worker speed-up

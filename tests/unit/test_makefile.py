@@ -23,10 +23,15 @@ STEPS = ("prepare", "train", "tune", "promote")
 needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
 
 
-def make_variable(name: str, cwd: Path = REPO) -> list[str]:
+# Where the pipeline points by default: no tracking server named, no ARGS.
+LOCAL = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+
+
+def make_variable(name: str, cwd: Path = REPO, env: dict[str, str] = LOCAL) -> list[str]:
     printed = subprocess.run(
         ["make", "-s", "--no-print-directory", "--eval", "print-%: ; @echo $($*)", f"print-{name}"],
         cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
@@ -97,8 +102,9 @@ def up_to_date(tmp_path: Path) -> Path:
         os.utime(path, (1_000, 1_000))
     (tmp_path / ".venv").mkdir()
     _create(tmp_path / ".venv/.installed", 2_000)
+    (stamps,) = make_variable("STAMPS", cwd=tmp_path)
     for order, step in enumerate(STEPS):
-        _create(tmp_path / ".make/default" / step, 3_000 + order)
+        _create(tmp_path / stamps / step, 3_000 + order)
     return tmp_path
 
 
@@ -110,9 +116,14 @@ def _create(path: Path, mtime: int) -> None:
 
 def steps_rerun_after_touching(repo: Path, changed: str) -> list[str]:
     os.utime(repo / changed, (5_000, 5_000))
+    return planned_steps(repo, LOCAL)
+
+
+def planned_steps(repo: Path, env: dict[str, str], *args: str) -> list[str]:
     plan = subprocess.run(
-        ["make", "-n", "all", f"PYTHON={sys.executable}"],
+        ["make", "-n", "all", f"PYTHON={sys.executable}", *args],
         cwd=repo,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
@@ -137,3 +148,37 @@ def test_a_change_reruns_its_step_and_those_after_it(
     up_to_date: Path, changed: str, rerun: list[str]
 ) -> None:
     assert steps_rerun_after_touching(up_to_date, changed) == list(rerun)
+
+
+@needs_make
+def test_nothing_reruns_where_the_pipeline_points_as_before(up_to_date: Path) -> None:
+    assert planned_steps(up_to_date, LOCAL) == []
+
+
+@needs_make
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000"),
+        ("MLFLOW_REGISTRY_URI", "http://registry.internal:5000"),
+        ("ARGS", "--set data.source=s3://bucket/new/"),
+    ],
+)
+def test_pointing_elsewhere_reruns_every_step(up_to_date: Path, variable: str, value: str) -> None:
+    if variable == "ARGS":
+        assert planned_steps(up_to_date, LOCAL, f"ARGS={value}") == list(STEPS)
+    else:
+        assert planned_steps(up_to_date, {**LOCAL, variable: value}) == list(STEPS)
+
+
+@needs_make
+def test_all_says_which_steps_it_skips(up_to_date: Path) -> None:
+    done = subprocess.run(
+        ["make", "all", f"PYTHON={sys.executable}"],
+        cwd=up_to_date,
+        env=LOCAL,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert [line.split(":")[0] for line in done.splitlines() if "skipped" in line] == list(STEPS)
