@@ -70,11 +70,9 @@ def _alive(pid: int) -> bool:
 
 
 def freeze_heap() -> None:
-    """Move every object alive now (libraries, the model) out of the garbage collector's reach.
-    Otherwise each full collection walks the whole heap, hundreds of MB once MLflow, pandas and
-    scikit-learn are loaded, and stalls every request behind it: measured at concurrency 64,
-    p99 fell from about 270 ms to about 60 ms. Unfreezing first lets a replaced model's cycles
-    be collected; the one full collection this costs happens per load, not per request."""
+    """Move every object alive now (libraries, the model) out of the garbage collector's reach,
+    or each full collection walks hundreds of MB of heap and stalls every request behind it.
+    Unfreezing first lets a replaced model's cycles be collected, once per load."""
     gc.unfreeze()
     gc.collect()
     gc.freeze()

@@ -75,9 +75,8 @@ def table_from_columns(
 
 def may_hold_booleans(body: bytes) -> bool:
     """Could the JSON `body` hold a `true` or `false`? Deleting the bytes numbers are written
-    with leaves keys, names and words, where `true` still reads `tru` and `false` `fals`: 9 us
-    for a 100-row body, against 27 us for searching it for both words. A false alarm only sends
-    the rows down the slower, per-column road (`table_from_rows`)."""
+    with leaves words, where `true` still reads `tru` and `false` `fals` (quicker than searching
+    for both). A false alarm only sends the rows down the per-column road (`table_from_rows`)."""
     words = body.translate(None, _NUMBER_BYTES)
     return b"tru" in words or b"fals" in words
 
@@ -89,7 +88,7 @@ def table_from_rows(
     `true` / `false` anywhere; then, for an all-numeric schema, one `np.array(rows)` builds the
     matrix and its dtype proves every value is a number (numpy turns null into object, strings
     into str; only booleans would pass as 1.0, hence the flag). Anything unusual takes the
-    per-column road below, which finds and names the problem. Saves 0.2 ms on 100 rows."""
+    per-column road below, which finds and names the problem."""
     if plain_numbers and schema.numeric:
         table = _number_matrix(schema, names, rows)
         if table is not None:
