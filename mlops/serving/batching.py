@@ -93,7 +93,8 @@ class Batcher:
         job = Job(model, table, options, loop.create_future(), time.perf_counter())
         self._queue.append(job)
         self._wakeup.set()
-        timer = loop.call_later(max(0.0, deadline - loop.time()), _expire, job)
+        late = DeadlineExceeded("the request took longer than its time budget")
+        timer = loop.call_later(max(0.0, deadline - loop.time()), _fail, job, late)
         try:
             return await job.future
         finally:
@@ -151,24 +152,29 @@ class Batcher:
     async def _run(self, batch: list[Job]) -> None:
         self._running += 1
         try:
-            started = time.perf_counter()
-            self.metrics.observe_batch([started - job.enqueued for job in batch])
-            try:
-                parts = await self._call(batch)
-            except Exception:  # one bad request must not fail its neighbours: retry one by one
-                if len(batch) == 1:
-                    _fail(batch[0], _prediction_failed(batch[0]))
-                    return
-                for job in batch:
-                    await self._run_alone(job)
-                return
-            self.metrics.observe_predict(batch[0].model, time.perf_counter() - started, parts)
-            for job, part in zip(batch, parts, strict=True):
-                if not job.future.done():
-                    job.future.set_result(part)
+            self.metrics.observe_batch([time.perf_counter() - job.enqueued for job in batch])
+            if not await self._predict(batch) and len(batch) > 1:
+                for job in batch:  # one bad request must not fail its neighbours: one by one
+                    await self._predict([job])
         finally:
             self._running -= 1
             self._slots.release()
+
+    async def _predict(self, batch: list[Job]) -> bool:
+        """Predict `batch` and answer its jobs; False if the model raised. A lone job's error is
+        logged with its trace and answered without."""
+        started = time.perf_counter()
+        try:
+            parts = await self._call(batch)
+        except Exception:
+            if len(batch) == 1:
+                _fail(batch[0], _prediction_failed(batch[0]))
+            return False
+        self.metrics.observe_predict(batch[0].model, time.perf_counter() - started, parts)
+        for job, part in zip(batch, parts, strict=True):
+            if not job.future.done():
+                job.future.set_result(part)
+        return True
 
     async def _call(self, batch: list[Job]) -> list[Prediction]:
         """In the predict thread, so the event loop keeps reading requests meanwhile; but a
@@ -181,18 +187,6 @@ class Batcher:
             return _predict_batch(batch)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, _predict_batch, batch)
-
-    async def _run_alone(self, job: Job) -> None:
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        try:
-            (part,) = await loop.run_in_executor(self._executor, _predict_batch, [job])
-        except Exception:  # the model's own error; logged with its trace, answered without
-            _fail(job, _prediction_failed(job))
-            return
-        self.metrics.observe_predict(job.model, time.perf_counter() - started, [part])
-        if not job.future.done():
-            job.future.set_result(part)
 
 
 def _same_batch(head: Job, job: Job) -> bool:
@@ -217,10 +211,6 @@ def _predict_batch(batch: list[Job]) -> list[Prediction]:
         parts.append(Prediction(values[start:end], rows))
         start = end
     return parts
-
-
-def _expire(job: Job) -> None:
-    _fail(job, DeadlineExceeded("the request took longer than its time budget"))
 
 
 def _prediction_failed(job: Job) -> PredictionFailed:

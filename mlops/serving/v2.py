@@ -177,14 +177,11 @@ def encode(request: InferRequest, model: ServedModel, values: Any, probabilities
 
 
 def _output(name: str, array: np.ndarray) -> dict[str, Any]:
-    data = (
-        jsonable(array.ravel()) if array.dtype.kind in "biuf" else jsonable(array.ravel().tolist())
-    )
     return {
         "name": name,
         "shape": list(array.shape),
         "datatype": numpy_v2_datatype(array.dtype),
-        "data": data,
+        "data": jsonable(array.ravel()),
     }
 
 

@@ -1,12 +1,9 @@
 """Validated request rows (`Table`) built from decoded values, and the model input frames.
 
-Both protocols decode their payload into one list of values per column, then call
-`table_from_columns`, which checks every column against the model's `InputSchema`: present,
-right JSON type, finite, null only where allowed, row count within limits. Errors are
-`InputError`s naming the column, the first bad row and the problem, never the value itself.
-
-A `Table` is one 2-D array in signature column order: float64 when every column is numeric (the
-common case, and the fast one: a batch is one `np.concatenate` and one DataFrame), else object.
+Every column is checked against the model's `InputSchema`: present, right JSON type, finite, null
+only where allowed. Errors name the column, the first bad row and the problem, never the value.
+A `Table` is one 2-D array in signature column order: float64 when every column is numeric (then
+a batch is one `np.concatenate` and one DataFrame), else object.
 """
 
 from __future__ import annotations
@@ -278,16 +275,12 @@ def _frame_column(column: Column, values: np.ndarray, exact_types: bool) -> np.n
 
 def drift_counts(schema: InputSchema, table: Table) -> list[tuple[str, int]]:
     """(column, count) of values outside the training range or category set, where nonzero."""
-    counts: list[tuple[str, int]] = []
     if schema.numeric:
         low, high = schema.bounds
         outside = ((table.data < low) | (table.data > high)).sum(axis=0)
         return [(schema.names[i], int(outside[i])) for i in np.flatnonzero(outside)]
-    for i, column in enumerate(schema.columns):
-        count = _column_drift(column, table.data[:, i])
-        if count:
-            counts.append((column.name, count))
-    return counts
+    counts = [(c.name, _column_drift(c, table.data[:, i])) for i, c in enumerate(schema.columns)]
+    return [(name, count) for name, count in counts if count]
 
 
 def _column_drift(column: Column, values: np.ndarray) -> int:
