@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import partial
 from types import FrameType
 from typing import Any
@@ -44,16 +43,6 @@ _NOT_IN_FLIGHT = frozenset({"/metrics", "/v2/health/live", "/v2/health/ready", "
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 _VALIDATION_STATUSES = frozenset({400, 413, 415})
 _HTTP_MESSAGES = {404: "not found", 405: "method not allowed"}
-
-
-@dataclass(frozen=True)
-class AppFactory:
-    """Picklable app factory: uvicorn worker processes build their own app from the settings."""
-
-    settings: ServerSettings
-
-    def __call__(self) -> Starlette:
-        return create_app(self.settings)
 
 
 def create_app(settings: ServerSettings) -> Starlette:

@@ -5,10 +5,8 @@ every queued job for the same model object and options, up to `max_batch_rows`, 
 together (in the predict thread pool, or inline when the server is otherwise idle) and hands
 each job exactly its own rows, in order. No timer holds a lone request back: a batch is whatever
 queued up while the previous predict ran, plus (for at most `max_batch_wait_ms`) requests
-already being decoded. A small request for one of our models that is still alone in the server
-after two event-loop turns skips the queue and is predicted in its own task. A forest costs
-little more for 100 rows than for 1, so under load this multiplies throughput; at concurrency 1
-it adds nothing.
+already being decoded. A forest costs little more for 100 rows than for 1, so under load this
+multiplies throughput; at concurrency 1 it adds next to nothing.
 
 A job keeps the model it was validated against: after a hot reload, queued jobs still run on the
 old model object and new ones on the new, never mixed in one batch. If a batch predict raises, its
@@ -33,8 +31,8 @@ from mlops.serving.validate import Table
 
 log = logging.getLogger(__name__)
 
-# Largest batch predicted on the event loop itself (see Batcher._call): our 100-tree forest takes
-# about 1.5 ms for this many rows (measured in-process), well under what a health probe may wait.
+# Largest batch predicted on the event loop itself (see Batcher._call): for our models, far
+# quicker than a health probe may wait.
 _INLINE_MAX_ROWS = 256
 
 
@@ -71,7 +69,6 @@ class Batcher:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="predict")
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = 0  # batches being predicted
-        self._deciding = 0  # lone requests waiting to see whether they may predict in their task
 
     def start(self) -> None:
         self._spawn(self._dispatch())
@@ -94,54 +91,14 @@ class Batcher:
             )
         loop = asyncio.get_running_loop()
         job = Job(model, table, options, loop.create_future(), time.perf_counter())
-        if self._may_predict_here(job) and await self._still_alone():
-            if loop.time() >= deadline:
-                raise DeadlineExceeded("the request took longer than its time budget")
-            return self._predict_here(job)
         self._queue.append(job)
         self._wakeup.set()
-        timer = loop.call_later(max(0.0, deadline - loop.time()), _expire, job)
+        late = DeadlineExceeded("the request took longer than its time budget")
+        timer = loop.call_later(max(0.0, deadline - loop.time()), _fail, job, late)
         try:
             return await job.future
         finally:
             timer.cancel()
-
-    def _may_predict_here(self, job: Job) -> bool:
-        return _fit_for_the_loop(job.model, job.table.n_rows) and self._idle()
-
-    def _idle(self) -> bool:
-        return not (self._queue or self.arriving or self._running or self._deciding)
-
-    async def _still_alone(self) -> bool:
-        """After two event-loop turns, is this request still the only one in the server?
-        Requests already read get those turns to announce themselves (with one turn, 32
-        concurrent clients were never coalesced: the batching test); when several are deciding
-        at once, all of them go to the queue and are predicted together."""
-        self._deciding += 1
-        try:
-            for _ in range(2):
-                await asyncio.sleep(0)
-        finally:
-            self._deciding -= 1
-        return self._idle()
-
-    def _predict_here(self, job: Job) -> Prediction:
-        """A lone small request for one of our models, predicted in its own task: no queue, no
-        dispatcher hand-offs, no future or deadline timer (15 us of the 63 us the batcher added
-        to a lone 100-row request, measured in-process). Its metrics are recorded on the loop's
-        next turn, once the answer is written (about 25 us for 100 rows)."""
-        started = time.perf_counter()
-        try:
-            (part,) = _predict_batch([job])
-        except Exception:
-            raise _prediction_failed(job) from None
-        seconds = time.perf_counter() - started
-        asyncio.get_running_loop().call_soon(self._observe_alone, job, started, seconds, part)
-        return part
-
-    def _observe_alone(self, job: Job, started: float, seconds: float, part: Prediction) -> None:
-        self.metrics.observe_batch([started - job.enqueued])
-        self.metrics.observe_predict(job.model, seconds, [part])
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
@@ -195,54 +152,41 @@ class Batcher:
     async def _run(self, batch: list[Job]) -> None:
         self._running += 1
         try:
-            started = time.perf_counter()
-            self.metrics.observe_batch([started - job.enqueued for job in batch])
-            try:
-                parts = await self._call(batch)
-            except Exception:  # one bad request must not fail its neighbours: retry one by one
-                if len(batch) == 1:
-                    _fail(batch[0], _prediction_failed(batch[0]))
-                    return
-                for job in batch:
-                    await self._run_alone(job)
-                return
-            self.metrics.observe_predict(batch[0].model, time.perf_counter() - started, parts)
-            for job, part in zip(batch, parts, strict=True):
-                if not job.future.done():
-                    job.future.set_result(part)
+            self.metrics.observe_batch([time.perf_counter() - job.enqueued for job in batch])
+            if not await self._predict(batch) and len(batch) > 1:
+                for job in batch:  # one bad request must not fail its neighbours: one by one
+                    await self._predict([job])
         finally:
             self._running -= 1
             self._slots.release()
 
+    async def _predict(self, batch: list[Job]) -> bool:
+        """Predict `batch` and answer its jobs; False if the model raised. A lone job's error is
+        logged with its trace and answered without."""
+        started = time.perf_counter()
+        try:
+            parts = await self._call(batch)
+        except Exception:
+            if len(batch) == 1:
+                _fail(batch[0], _prediction_failed(batch[0]))
+            return False
+        self.metrics.observe_predict(batch[0].model, time.perf_counter() - started, parts)
+        for job, part in zip(batch, parts, strict=True):
+            if not job.future.done():
+                job.future.set_result(part)
+        return True
+
     async def _call(self, batch: list[Job]) -> list[Prediction]:
         """In the predict thread, so the event loop keeps reading requests meanwhile; but a
         small batch for one of our models (whose cost we know) with nothing else queued,
-        arriving or running is predicted right here: the two thread wake-ups cost about 0.5 ms
-        a request on a busy 2-core machine (measured at concurrency 1), with nothing to overlap.
-        A generic model may be slow, so it always runs in the thread."""
+        arriving or running is predicted right here: with nothing to overlap, the two thread
+        wake-ups would be pure delay. A generic model may be slow: it always runs in the thread."""
         rows = sum(job.table.n_rows for job in batch)
         idle = not self._queue and not self.arriving and self._running == 1
-        if idle and _fit_for_the_loop(batch[0].model, rows):
+        if idle and batch[0].model.fast_path and rows <= _INLINE_MAX_ROWS:
             return _predict_batch(batch)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, _predict_batch, batch)
-
-    async def _run_alone(self, job: Job) -> None:
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        try:
-            (part,) = await loop.run_in_executor(self._executor, _predict_batch, [job])
-        except Exception:  # the model's own error; logged with its trace, answered without
-            _fail(job, _prediction_failed(job))
-            return
-        self.metrics.observe_predict(job.model, time.perf_counter() - started, [part])
-        if not job.future.done():
-            job.future.set_result(part)
-
-
-def _fit_for_the_loop(model: ServedModel, n_rows: int) -> bool:
-    """One of our models (whose cost we know) on few enough rows to predict on the event loop."""
-    return model.fast_path and n_rows <= _INLINE_MAX_ROWS
 
 
 def _same_batch(head: Job, job: Job) -> bool:
@@ -267,10 +211,6 @@ def _predict_batch(batch: list[Job]) -> list[Prediction]:
         parts.append(Prediction(values[start:end], rows))
         start = end
     return parts
-
-
-def _expire(job: Job) -> None:
-    _fail(job, DeadlineExceeded("the request took longer than its time budget"))
 
 
 def _prediction_failed(job: Job) -> PredictionFailed:

@@ -6,14 +6,17 @@ column or setting at fault and never repeat the request body.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 from mlops.errors import MLOpsError
 
 
 class RequestError(Exception):
     """A request the server refuses; the message is safe to send back to the client."""
 
-    status = 400
-    reason = "bad_request"
+    status, reason = 400, "bad_request"
+    headers: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, message: str, reason: str | None = None) -> None:
         super().__init__(message)
@@ -21,61 +24,43 @@ class RequestError(Exception):
         if reason is not None:
             self.reason = reason
 
-    @property
-    def headers(self) -> dict[str, str]:
-        return {}
-
 
 class InputError(RequestError):
     """The payload does not match the model's signature or data profile."""
 
 
 class UnsupportedMediaType(RequestError):
-    status = 415
-    reason = "unsupported_media_type"
+    status, reason = 415, "unsupported_media_type"
 
 
 class BodyTooLarge(RequestError):
-    status = 413
-    reason = "body_too_large"
+    status, reason = 413, "body_too_large"
 
 
 class BodyTimeout(RequestError):
-    status = 408
-    reason = "body_timeout"
+    status, reason = 408, "body_timeout"
 
 
 class Unauthorized(RequestError):
-    status = 401
-    reason = "unauthorized"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": "Bearer"}
+    status, reason = 401, "unauthorized"
+    headers: ClassVar[Mapping[str, str]] = {"WWW-Authenticate": "Bearer"}
 
 
 class Forbidden(RequestError):
-    status = 403
-    reason = "forbidden"
+    status, reason = 403, "forbidden"
 
 
 class NotFound(RequestError):
-    status = 404
-    reason = "not_found"
+    status, reason = 404, "not_found"
 
 
 class Conflict(RequestError):
-    status = 409
-    reason = "conflict"
+    status, reason = 409, "conflict"
 
 
 class NotReady(RequestError):
-    status = 503
-    reason = "not_ready"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": "1"}
+    status, reason = 503, "not_ready"
+    headers: ClassVar[Mapping[str, str]] = {"Retry-After": "1"}
 
 
 class Overloaded(NotReady):
@@ -83,13 +68,11 @@ class Overloaded(NotReady):
 
 
 class DeadlineExceeded(RequestError):
-    status = 504
-    reason = "timeout"
+    status, reason = 504, "timeout"
 
 
 class PredictionFailed(RequestError):
-    status = 500
-    reason = "prediction_failed"
+    status, reason = 500, "prediction_failed"
 
 
 class ModelLoadError(MLOpsError):

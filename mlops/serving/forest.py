@@ -1,12 +1,10 @@
 """A fitted random forest's (or extra-trees') prediction without joblib: its trees, averaged.
 
 The forest's own `predict_proba` sends every tree through joblib, which re-applies the caller's
-config and warning filters around each call: for our 100-tree forest on 1 row that is about
-3.8 ms, where its trees' own public `predict_proba` with `check_input=False` (the forest checks
-the input once, then calls its trees so) take about 0.6 ms (measured in-process). The trees'
-outputs are added in the trees' order to zeros and divided by their number, as the forest does
-with one job, so the result is the same to the bit (tests/serving/test_forest.py). The serving
-model still uses this path only if it predicts what the model does at load (model.py).
+config and warning filters around each call and costs several times the trees' own public
+`predict_proba(check_input=False)`. The trees' outputs are added in order to zeros and divided by
+their number, as the forest does with one job, so the result is the same to the bit
+(tests/serving/test_forest.py); model.py still uses this path only if it agrees at load.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import numpy as np
@@ -29,14 +29,12 @@ from mlops.serving.model import Options, Prediction, ServedModel
 from mlops.serving.settings import ServerSettings
 from mlops.serving.validate import Table, drift_counts
 
-# Bodies above this are decoded in a thread so the event loop keeps answering (measured: a
-# 64 KiB JSON body takes about 1 ms to parse and validate).
+# Bodies above this are decoded in a thread so the event loop keeps answering meanwhile.
 _THREAD_DECODE_BYTES = 65_536
 _DRAIN_FACTOR = 4
 JSON_TYPE = "application/json"
 _COMPACT = (",", ":")
 _HEADER_SAFE = " !#$&'()*+,-./:;=?@[]^_`{|}~"
-Decoded = TypeVar("Decoded")
 
 
 @dataclass(frozen=True)
@@ -47,10 +45,17 @@ class Services:
     metrics: Metrics
 
 
-@dataclass(frozen=True)
-class Answer:
-    model: ServedModel
-    prediction: Prediction
+class DecodedRequest(Protocol):
+    """What a protocol's decoder gives back: the validated rows, the options, anything else."""
+
+    @property
+    def table(self) -> Table: ...
+
+    @property
+    def options(self) -> Options: ...
+
+
+Decoded = TypeVar("Decoded", bound=DecodedRequest)
 
 
 def services(request: Request) -> Services:
@@ -113,8 +118,7 @@ async def read_body(request: Request, max_bytes: int, deadline: float) -> bytes:
 async def predict_request(
     request: Request,
     decode: Callable[[bytes, ServedModel], Decoded],
-    table_of: Callable[[Decoded], tuple[Table, Options]],
-) -> tuple[Answer, Decoded]:
+) -> tuple[ServedModel, Prediction, Decoded]:
     """Token, readiness, body, decode + validate, batch queue: the predictions for `request`."""
     found = services(request)
     config = found.settings.serve
@@ -128,13 +132,12 @@ async def predict_request(
         decoded = await _decode(decode, body, model)
     finally:
         found.batcher.arriving -= 1
-    table, options = table_of(decoded)
-    model.check_options(options)
-    prediction = await found.batcher.predict(model, table, options, deadline)
+    model.check_options(decoded.options)
+    prediction = await found.batcher.predict(model, decoded.table, decoded.options, deadline)
     # Rows predicted are checked against the profile on the loop's next turn: by then the answer
     # is written (the route sends it without waiting), so this is not part of its latency.
-    loop.call_soon(_count_drift, found.metrics, model, table)
-    return Answer(model, prediction), decoded
+    loop.call_soon(_count_drift, found.metrics, model, decoded.table)
+    return model, prediction, decoded
 
 
 async def _decode(
@@ -166,9 +169,9 @@ def jsonable(values: Any) -> Any:
 
 
 def dumps(body: Any) -> bytes:
-    """Compact JSON; NaN and infinities as null. orjson first (with NumPy arrays and scalars as
-    they are): a 100-label answer takes 2 us instead of 20. What it refuses (object arrays,
-    integers past 64 bits, keys that are not strings) goes through json."""
+    """Compact JSON; NaN and infinities as null. orjson first, NumPy values as they are (several
+    times faster); what it refuses (object arrays, integers past 64 bits, keys that are not
+    strings) goes through json."""
     try:
         return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
     except TypeError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,11 +48,11 @@ class Metrics:
             ProcessCollector(registry=registry)
             PlatformCollector(registry=registry)
             GCCollector(registry=registry)
-        self.requests = Counter(
+        counter = partial(Counter, registry=registry)
+        self.requests = counter(
             "mlops_http_requests",
             "HTTP requests answered, by route template, method and status code.",
             ["endpoint", "method", "status"],
-            registry=registry,
         )
         self.latency = Histogram(
             "mlops_http_request_duration_seconds",
@@ -66,52 +67,37 @@ class Metrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
-        self.validation_errors = Counter(
+        self.validation_errors = counter(
             "mlops_validation_errors",
             "Requests refused before predict (400, 413, 415), by reason.",
             ["reason"],
-            registry=registry,
         )
-        self.drift = Counter(
+        self.drift = counter(
             "mlops_input_out_of_profile_values",
             "Values of predicted rows outside the training range or category set, by column.",
             ["column"],
-            registry=registry,
         )
         self._batch_metrics(registry, prediction_buckets)
         self._model_metrics(registry)
 
     def _batch_metrics(self, registry: CollectorRegistry, buckets: Sequence[float]) -> None:
-        self.rows = Counter("mlops_predicted_rows", "Rows predicted.", registry=registry)
-        self.batch_rows = Histogram(
-            "mlops_batch_size_rows",
-            "Rows per predict call.",
-            buckets=ROW_BUCKETS,
-            registry=registry,
+        latency = partial(Histogram, buckets=LATENCY_BUCKETS, registry=registry)
+        rows = partial(Histogram, buckets=ROW_BUCKETS, registry=registry)
+        counter = partial(Counter, registry=registry)
+        self.rows = counter("mlops_predicted_rows", "Rows predicted.")
+        self.batch_rows = rows("mlops_batch_size_rows", "Rows per predict call.")
+        self.batch_requests = rows(
+            "mlops_batch_size_requests", "Requests coalesced into one predict call."
         )
-        self.batch_requests = Histogram(
-            "mlops_batch_size_requests",
-            "Requests coalesced into one predict call.",
-            buckets=ROW_BUCKETS,
-            registry=registry,
-        )
-        self.queue_wait = Histogram(
+        self.queue_wait = latency(
             "mlops_batch_queue_wait_seconds",
             "Time a request waited in the batch queue before its predict call started.",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
         )
-        self.predict_seconds = Histogram(
-            "mlops_batch_predict_duration_seconds",
-            "Duration of one predict call (a whole batch).",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.predict_seconds = latency(
+            "mlops_batch_predict_duration_seconds", "Duration of one predict call (a whole batch)."
         )
-        self.classes = Counter(
-            "mlops_predictions",
-            "Predicted labels of classifiers, by class.",
-            ["class"],
-            registry=registry,
+        self.classes = counter(
+            "mlops_predictions", "Predicted labels of classifiers, by class.", ["class"]
         )
         self.values = Histogram(
             "mlops_prediction_value",
@@ -121,35 +107,30 @@ class Metrics:
         )
 
     def _model_metrics(self, registry: CollectorRegistry) -> None:
-        self.model_info = Gauge(
+        gauge, counter = partial(Gauge, registry=registry), partial(Counter, registry=registry)
+        self.model_info = gauge(
             "mlops_model_info",
             "The model serving predictions (value 1); earlier ones drop to 0.",
             ["name", "version", "alias", "run_id"],
             multiprocess_mode="livemax",
-            registry=registry,
         )
-        self.model_ready = Gauge(
+        self.model_ready = gauge(
             "mlops_model_ready",
             "1 when a model is loaded, warmed up and the server is not draining.",
             multiprocess_mode="livemin",
-            registry=registry,
         )
-        self.load_seconds = Gauge(
+        self.load_seconds = gauge(
             "mlops_model_load_duration_seconds",
             "Time the current model took to resolve, load and warm up.",
             multiprocess_mode="livemax",
-            registry=registry,
         )
-        self.loads = Counter(
+        self.loads = counter(
             "mlops_model_loads",
             "Model loads by kind (initial, reload) and result (success, failure).",
             ["kind", "result"],
-            registry=registry,
         )
-        self.registry_errors = Counter(
-            "mlops_registry_errors",
-            "Failed registry look-ups while watching the alias.",
-            registry=registry,
+        self.registry_errors = counter(
+            "mlops_registry_errors", "Failed registry look-ups while watching the alias."
         )
 
     def exposition(self) -> bytes:
@@ -182,7 +163,7 @@ class Metrics:
         labels = np.concatenate([np.ravel(v) for v in values])
         integers = labels.dtype.kind in "iu" and labels.size > 0
         if integers and labels.min() >= 0 and labels.max() < _BINCOUNT_MAX:
-            counts = np.bincount(labels)  # 5 us for 100 labels 0/1; np.unique: 12 us
+            counts = np.bincount(labels)  # faster than np.unique, which sorts
             found = np.flatnonzero(counts)
             pairs = zip(found.tolist(), counts[found].tolist(), strict=True)
         else:

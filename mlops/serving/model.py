@@ -1,20 +1,12 @@
 """A loaded, warmed-up model and how it predicts a batch of validated rows.
 
-Any MLflow pyfunc model with a column signature is served. Two predictors:
-
-* `EstimatorPredictor`, the fast path: scikit-learn models (our linear and forest pipelines, or
-  any `sklearn` flavor model) and our PyTorch MLP (a pyfunc whose python model has
-  `predict_proba`). It calls the model's own `predict` / `predict_proba` on a float64 DataFrame,
-  skipping pyfunc's schema enforcement: the request was already validated against the signature,
-  and enforcement plus the pyfunc wrapper cost more than a linear model's whole predict. When the
-  model starts with a plain fitted ColumnTransformer (ours do), the fitted transformers inside it
-  get the request matrix itself (columns.py), and a final random forest or extra-trees is asked
-  through its trees (forest.py); used only if it predicts what the model does on the warm-up and
-  probe rows.
-* `PyfuncPredictor` for everything else: `pyfunc.predict(frame, params)`, exact signature dtypes.
-
-A model is ready only after it answered a warm-up prediction on its input example (or, without
-one, a row built from the data profile); `load_model` raises `ModelLoadError` otherwise.
+`EstimatorPredictor` (the fast path) calls a scikit-learn model's, or our PyTorch MLP's, own
+`predict` / `predict_proba` without pyfunc's schema enforcement, which costs more than a linear
+model's whole predict and repeats the validation the request already passed. Where the model
+starts with a plain ColumnTransformer, its transformers get the request matrix itself (columns.py)
+and a final forest is asked through its trees (forest.py), but only if that predicts what the
+model does on the warm-up and probe rows. `PyfuncPredictor` serves every other pyfunc model.
+A model is ready only after it answered a warm-up prediction; else `ModelLoadError`.
 """
 
 from __future__ import annotations
@@ -27,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
@@ -58,12 +50,6 @@ class Options:
 class Prediction:
     values: Any  # np.ndarray or list: one entry per input row (generic models may differ)
     probabilities: np.ndarray | None = None
-
-
-class Predictor(Protocol):
-    classes: tuple[Any, ...]
-
-    def predict(self, data: np.ndarray, options: Options) -> Prediction: ...
 
 
 class EstimatorPredictor:
@@ -119,6 +105,9 @@ class PyfuncPredictor:
         )
 
 
+Predictor = EstimatorPredictor | PyfuncPredictor
+
+
 def _row_values(output: Any) -> Any:
     if isinstance(output, pd.DataFrame):
         if output.shape[1] == 1:
@@ -164,8 +153,8 @@ class ServedModel:
 
 def load_model(source: ModelSource, warmup_rows: int, threads: int) -> ServedModel:
     """Resolve, load and warm up `source` (blocking; run it in a thread). `threads` caps torch's
-    intra-op threads: requests are parallel already, and on 2 cores torch's default of one
-    thread per core makes a small MLP about 10x slower (measured)."""
+    intra-op threads: requests are parallel already, and torch's default of one thread per core
+    makes a small MLP several times slower on a small machine."""
     started = time.perf_counter()
     _import_skops_without_torch()
     try:
@@ -194,20 +183,17 @@ def load_model(source: ModelSource, warmup_rows: int, threads: int) -> ServedMod
 
 
 def _use_torch_threads(threads: int) -> None:
-    """Set torch's intra-op threads for the calling thread. The setting is per thread (OpenMP):
-    a model loaded on a loader thread and predicting on the event loop or a predict thread would
-    otherwise use torch's default of one thread per core (see `load_model` for why not). Checking
-    costs about a microsecond."""
+    """Set torch's intra-op threads for the calling thread: the setting is per thread (OpenMP),
+    so a predict thread would otherwise use torch's default (see `load_model` for why not)."""
     torch = sys.modules["torch"]
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 
 
 def _import_skops_without_torch() -> None:
-    """Import skops before any model needs it, with torch hidden. On import, skops lists every
-    scikit-learn estimator by walking sklearn's packages, which imports
-    `sklearn.externals.array_api_compat.torch` and so torch itself: 4 s and about 200 MB
-    (measured) that a scikit-learn model never uses. A torch model imports torch when it loads."""
+    """Import skops before any model needs it, with torch hidden: skops walks sklearn's packages
+    on import, importing `sklearn.externals.array_api_compat.torch` and so torch: seconds and
+    hundreds of MB a scikit-learn model never uses. A torch model imports torch when it loads."""
     if "skops.io" in sys.modules or "torch" in sys.modules:
         return
     sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` fail fast

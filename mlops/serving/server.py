@@ -2,8 +2,8 @@
 
 We bind the socket ourselves, as `socket(AF_INET, SOCK_STREAM, IPPROTO_TCP)` with TCP_NODELAY:
 asyncio only disables Nagle's algorithm on sockets whose `proto` is IPPROTO_TCP, and the socket
-uvicorn binds for `--workers N` has proto 0, which is why `mlflow models serve --workers 2` answers
-about 40 ms later (Nagle + delayed ACK). One worker runs in this process; several run under
+uvicorn binds for `--workers N` has proto 0, so each answer waits on Nagle + delayed ACK (as
+`mlflow models serve --workers 2` does). One worker runs in this process; several run under
 uvicorn's own supervisor (`Multiprocess`), sharing the socket and a Prometheus multiprocess
 directory. SIGTERM: readiness goes false, listeners close, in-flight requests get
 `drain_timeout_s`, then the process exits 0.
@@ -20,6 +20,7 @@ import signal
 import socket
 import tempfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from mlops.errors import ConfigError
-from mlops.serving.app import AppFactory
+from mlops.serving.app import create_app
 from mlops.serving.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def bind(host: str, port: int) -> socket.socket:
 def uvicorn_config(settings: ServerSettings) -> uvicorn.Config:
     serve = settings.serve
     return uvicorn.Config(
-        AppFactory(settings),
+        partial(create_app, settings),  # picklable: each worker process builds its own app
         factory=True,
         host=settings.host,
         port=settings.port,

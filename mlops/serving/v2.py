@@ -43,19 +43,8 @@ from mlops.serving.validate import (
 
 SERVER = {"name": "mlops-model-server", "version": "1", "extensions": []}
 OUTPUTS = ("predictions", "probabilities")
-_NUMERIC = {
-    "FP16",
-    "FP32",
-    "FP64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-}
+_NUMERIC = {"FP16", "FP32", "FP64"} | {f"{u}INT{n}" for u in ("", "U") for n in (8, 16, 32, 64)}
+_PLAIN, _PROBABILITIES = Options(), Options(probabilities=True)  # shared: batches compare them
 _COMPATIBLE = {"number": _NUMERIC, "integer": _NUMERIC, "string": {"BYTES"}, "boolean": {"BOOL"}}
 
 
@@ -64,6 +53,10 @@ class InferRequest:
     id: str | None
     table: Table
     outputs: tuple[str, ...]
+
+    @property
+    def options(self) -> Options:
+        return _PROBABILITIES if "probabilities" in self.outputs else _PLAIN
 
 
 @dataclass(frozen=True)
@@ -184,14 +177,11 @@ def encode(request: InferRequest, model: ServedModel, values: Any, probabilities
 
 
 def _output(name: str, array: np.ndarray) -> dict[str, Any]:
-    data = (
-        jsonable(array.ravel()) if array.dtype.kind in "biuf" else jsonable(array.ravel().tolist())
-    )
     return {
         "name": name,
         "shape": list(array.shape),
         "datatype": numpy_v2_datatype(array.dtype),
-        "data": data,
+        "data": jsonable(array.ravel()),
     }
 
 
@@ -216,10 +206,6 @@ def metadata(model: ServedModel) -> dict[str, Any]:
         "outputs": outputs,
         "parameters": parameters,
     }
-
-
-_PLAIN = Options()
-_PROBABILITIES = Options(probabilities=True)
 
 
 async def server_metadata(request: Request) -> Response:
@@ -262,15 +248,9 @@ async def infer(request: Request) -> Response:
         _check_path(request, model)
         return decode(body, model.schema, max_rows, model.supports_probabilities)
 
-    answer, infer_request = await predict_request(request, decode_for, _parts)
-    prediction = answer.prediction
-    body = encode(infer_request, answer.model, prediction.values, prediction.probabilities)
-    return json_response(body, headers=version_headers(answer.model))
-
-
-def _parts(infer_request: InferRequest) -> tuple[Table, Options]:
-    wanted = "probabilities" in infer_request.outputs
-    return infer_request.table, _PROBABILITIES if wanted else _PLAIN
+    model, prediction, infer_request = await predict_request(request, decode_for)
+    body = encode(infer_request, model, prediction.values, prediction.probabilities)
+    return json_response(body, headers=version_headers(model))
 
 
 def _check_path(request: Request, model: ServedModel) -> None:

@@ -1,12 +1,9 @@
 """Validated request rows (`Table`) built from decoded values, and the model input frames.
 
-Both protocols decode their payload into one list of values per column, then call
-`table_from_columns`, which checks every column against the model's `InputSchema`: present,
-right JSON type, finite, null only where allowed, row count within limits. Errors are
-`InputError`s naming the column, the first bad row and the problem, never the value itself.
-
-A `Table` is one 2-D array in signature column order: float64 when every column is numeric (the
-common case, and the fast one: a batch is one `np.concatenate` and one DataFrame), else object.
+Every column is checked against the model's `InputSchema`: present, right JSON type, finite, null
+only where allowed. Errors name the column, the first bad row and the problem, never the value.
+A `Table` is one 2-D array in signature column order: float64 when every column is numeric (then
+a batch is one `np.concatenate` and one DataFrame), else object.
 """
 
 from __future__ import annotations
@@ -75,9 +72,8 @@ def table_from_columns(
 
 def may_hold_booleans(body: bytes) -> bool:
     """Could the JSON `body` hold a `true` or `false`? Deleting the bytes numbers are written
-    with leaves keys, names and words, where `true` still reads `tru` and `false` `fals`: 9 us
-    for a 100-row body, against 27 us for searching it for both words. A false alarm only sends
-    the rows down the slower, per-column road (`table_from_rows`)."""
+    with leaves words, where `true` still reads `tru` and `false` `fals` (quicker than searching
+    for both). A false alarm only sends the rows down the per-column road (`table_from_rows`)."""
     words = body.translate(None, _NUMBER_BYTES)
     return b"tru" in words or b"fals" in words
 
@@ -89,7 +85,7 @@ def table_from_rows(
     `true` / `false` anywhere; then, for an all-numeric schema, one `np.array(rows)` builds the
     matrix and its dtype proves every value is a number (numpy turns null into object, strings
     into str; only booleans would pass as 1.0, hence the flag). Anything unusual takes the
-    per-column road below, which finds and names the problem. Saves 0.2 ms on 100 rows."""
+    per-column road below, which finds and names the problem."""
     if plain_numbers and schema.numeric:
         table = _number_matrix(schema, names, rows)
         if table is not None:
@@ -279,16 +275,12 @@ def _frame_column(column: Column, values: np.ndarray, exact_types: bool) -> np.n
 
 def drift_counts(schema: InputSchema, table: Table) -> list[tuple[str, int]]:
     """(column, count) of values outside the training range or category set, where nonzero."""
-    counts: list[tuple[str, int]] = []
     if schema.numeric:
         low, high = schema.bounds
         outside = ((table.data < low) | (table.data > high)).sum(axis=0)
         return [(schema.names[i], int(outside[i])) for i in np.flatnonzero(outside)]
-    for i, column in enumerate(schema.columns):
-        count = _column_drift(column, table.data[:, i])
-        if count:
-            counts.append((column.name, count))
-    return counts
+    counts = [(c.name, _column_drift(c, table.data[:, i])) for i, c in enumerate(schema.columns)]
+    return [(name, count) for name, count in counts if count]
 
 
 def _column_drift(column: Column, values: np.ndarray) -> int:
