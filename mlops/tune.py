@@ -4,7 +4,7 @@ python scripts/tune.py --config configs/default.yaml [--workers N] [--trials N] 
 
 One MLflow parent run per session (tag `mlops.step=tune`) holds the session's settings and each
 study's summary and plots; every trial is a light child run logged by the worker that ran it
-(mlops/tuning/trial_runs.py). The best complete trial over the families is refit with
+(mlops/tuning/workers.py). The best complete trial over the families is refit with
 `train.run_family`, so it is logged exactly like train's models, nested under the session, and
 registered as `challenger`. Studies persist (`tune.storage` / OPTUNA_STORAGE): running the step
 again resumes them (mlops/tuning/study.py).
@@ -32,11 +32,10 @@ from mlops.provenance import git_commit
 from mlops.registry import CHALLENGER, register
 from mlops.tracking import configure_tracking, use_experiment
 from mlops.train import FamilyRun, fit_inputs, run_family
-from mlops.tuning.session import Session
-from mlops.tuning.space import trial_params
+from mlops.tuning.objective import trial_params
 from mlops.tuning.study import open_storage, open_study, shown_url, storage_url, study_name
 from mlops.tuning.summary import StudySummary, log_summary, summarize
-from mlops.tuning.workers import quiet_optuna, run_workers, trial_threads
+from mlops.tuning.workers import Session, quiet_optuna, run_workers, trial_threads
 
 log = logging.getLogger(__name__)
 
