@@ -3,16 +3,8 @@
 `fetch(source)` yields the source's files on local disk, in name order: local files as they are,
 remote ones downloaded into a temporary folder removed afterwards. Reading, the snapshot and the
 digest (mlops/data.py) are then the same code for every kind of source, and the network is read
-once.
-
-- `data/x.csv`, `data/x.parquet`: one file.
-- `data/parts/`, `data/parts/*.parquet`: every .csv / .parquet file in the folder (and below it)
-  or matching the glob, read as one table. Names starting with `.` or `_` (`_SUCCESS`, `.crc`)
-  are skipped, as Spark and PyArrow datasets do.
-- `s3://bucket/key`, `s3://bucket/prefix/`, `s3://bucket/prefix/*.csv`: the same, through
-  PyArrow's S3 filesystem. Credentials and region come from the usual AWS_* variables;
-  AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL points it at an S3-compatible store (MinIO, Ceph, ...).
-- `http://...`, `https://...`: one file, whose URL path ends in .csv or .parquet.
+once. The forms a source takes: README.md, "Use your own data". In a folder, prefix or glob,
+names starting with `.` or `_` (`_SUCCESS`, `.crc`) are skipped, as Spark and PyArrow datasets do.
 """
 
 from __future__ import annotations
@@ -90,20 +82,19 @@ def read_parts(parts: Parts) -> pd.DataFrame:
     return pd.concat([frame[first] for frame in frames], ignore_index=True)
 
 
-def read_table(path: Path, origin: str = "") -> pd.DataFrame:
-    """Read a CSV or Parquet file; any problem becomes a `DataError` naming `origin` (or `path`)."""
-    shown = origin or str(path)
+def read_table(path: Path, origin: str) -> pd.DataFrame:
+    """Read a CSV or Parquet file; any problem becomes a `DataError` naming `origin`."""
     if not path.is_file():
-        raise DataError(f"data file {shown} does not exist")
+        raise DataError(f"data file {origin} does not exist")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise DataError(f"data file {shown}: expected a .csv or .parquet file, got {suffix!r}")
+        raise DataError(f"data file {origin}: expected a .csv or .parquet file, got {suffix!r}")
     try:
         return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise DataError(f"data file {shown} cannot be parsed as CSV: {first_line(err)}") from None
+        raise DataError(f"data file {origin} cannot be parsed as CSV: {first_line(err)}") from None
     except (OSError, ValueError) as err:  # pyarrow's errors derive from these
-        raise DataError(f"data file {shown} cannot be read: {first_line(err)}") from None
+        raise DataError(f"data file {origin} cannot be read: {first_line(err)}") from None
 
 
 def first_line(err: BaseException) -> str:

@@ -1,15 +1,8 @@
 """Where studies live, what they are called, and how many trials they run.
 
-Storage: an Optuna RDB storage, the SQLite file `tune.storage` by default or `OPTUNA_STORAGE`
-(`postgresql://user:pass@host/db`, for several machines on one study). Trials record a heartbeat;
-a trial whose worker went silent for `grace_period_s` (killed, out of memory, machine lost) is
-failed by the next worker that starts a trial, and re-queued as a WAITING trial with the same
-params, which the next `ask` runs first.
-
-The budget: each worker stops once the study has `tune.trials` finished (COMPLETE or PRUNED)
-trials, checked before it starts and after each trial (Optuna's `MaxTrialsCallback`). Trials
-already running when the target is reached still finish, so W workers on one study end with at
-most W - 1 trials over it.
+An Optuna RDB storage (`tune.storage`, or `OPTUNA_STORAGE` for several machines) with heartbeats,
+so a dead worker's trial is failed and retried; a budget of `tune.trials` finished trials per
+study. docs/tuning.md: "Resuming", "The budget", "A killed worker".
 """
 
 from __future__ import annotations
@@ -73,11 +66,8 @@ def open_storage(url: str, tune: TuneConfig, checked: bool = False) -> RDBStorag
 
 
 def _prepare_sqlite(path: Path) -> None:
-    """Create the folder; switch the file to write-ahead logging (a setting stored in the file).
-
-    With the default rollback journal, readers block the writer: two workers on one file spent
-    50 ms of storage time per trial instead of 35 ms (measured with a trivial objective).
-    """
+    """Create the folder; switch the file to write-ahead logging (a setting stored in the file):
+    with the default rollback journal, the workers' readers block the writer."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.closing(sqlite3.connect(path, timeout=60)) as connection:
         connection.execute("PRAGMA journal_mode=WAL").fetchall()
@@ -92,11 +82,8 @@ def _engine_kwargs(url: str) -> dict[str, object]:
 
 
 def study_name(config: Config, family: str, data_digest: str) -> str:
-    """Same data and same objective (family, params, space, metric, seed): same study, resumed.
-
-    Changing only `tune.trials`, the timeout, the workers or the sampler continues the study;
-    changing what a trial computes starts a new one, so no study mixes incomparable values.
-    """
+    """Same data and same objective (family, params, space, metric, seed): same study, resumed;
+    changing what a trial computes starts a new one, so no study mixes incomparable values."""
     objective = {
         "family": family,
         "task": config.data.task,

@@ -1,16 +1,13 @@
-"""The summary of a study, logged on the tuning session's parent run.
+"""The summary of a study, logged on the tuning session's parent run (docs/tuning.md).
 
-Per family: best value, trial and params, trial counts by state, parameter importances
-(PED-ANOVA, Optuna's default evaluator; it needs only numpy) and figures drawn with Optuna's
-matplotlib backend (plotly is not a dependency): optimisation history, parameter importances and
-parallel coordinates (when two settings or more are searched), and the per-epoch metric of every
-PyTorch trial (pruned ones stop early). Everything covers the whole study, earlier sessions too.
+Importances are PED-ANOVA (Optuna's default evaluator; it needs only numpy); figures use Optuna's
+matplotlib backend (plotly is not a dependency). Everything covers the whole study, earlier
+sessions too.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -18,7 +15,6 @@ from typing import Any
 import optuna
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
-from optuna.exceptions import ExperimentalWarning
 from optuna.trial import TrialState
 
 from mlops import plots
@@ -68,9 +64,10 @@ def log_summary(run_id: str, study: optuna.Study, summary: StudySummary) -> None
     metrics |= {f"{family}.importance.{k}": v for k, v in summary.importances.items()}
     params = {f"{family}.best.{k}": v for k, v in summary.best_params.items()}
     params |= {f"{family}.study": summary.study_name, f"{family}.best_trial": summary.best_trial}
+    now_ms = int(time.time() * 1000)
     client.log_batch(
         run_id,
-        metrics=[Metric(k, float(v), _now_ms(), 0) for k, v in metrics.items()],
+        metrics=[Metric(k, float(v), now_ms, 0) for k, v in metrics.items()],
         params=[Param(k, str(v)) for k, v in params.items()],
     )
     client.log_dict(run_id, asdict(summary), f"{family}/summary.json")
@@ -94,18 +91,13 @@ def _figures(study: optuna.Study, summary: StudySummary) -> dict[str, Any]:
     matplotlib.use("Agg")  # files only, never a window
     from optuna.visualization import matplotlib as optuna_plots  # imports pyplot: keep it lazy
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        figures = {"optimization_history.png": optuna_plots.plot_optimization_history(study)}
-        # Parallel coordinates and importances say something only about two settings or more.
-        if len(summary.best_params) > 1:
-            figures["parallel_coordinate.png"] = optuna_plots.plot_parallel_coordinate(study)
-        if len(summary.importances) > 1:
-            figures["param_importances.png"] = optuna_plots.plot_param_importances(study)
-        if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
-            figures["intermediate_values.png"] = optuna_plots.plot_intermediate_values(study)
+    # Experimental in Optuna: the caller silences that warning (workers.quiet_optuna).
+    figures = {"optimization_history.png": optuna_plots.plot_optimization_history(study)}
+    # Parallel coordinates and importances say something only about two settings or more.
+    if len(summary.best_params) > 1:
+        figures["parallel_coordinate.png"] = optuna_plots.plot_parallel_coordinate(study)
+    if len(summary.importances) > 1:
+        figures["param_importances.png"] = optuna_plots.plot_param_importances(study)
+    if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+        figures["intermediate_values.png"] = optuna_plots.plot_intermediate_values(study)
     return {name: axes.figure for name, axes in figures.items()}
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

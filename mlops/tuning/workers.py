@@ -1,16 +1,10 @@
 """Running trials: the session every worker shares, one worker's loop, N worker processes, the
 MLflow child run of each trial, and the progress line.
 
-Every worker is the same loop: `study.optimize` on each family's study in turn, on the shared
-storage, until the study has its target (study.py) or the session's deadline passes; a trial in
-progress always finishes. Workers never coordinate, so one may join (another machine) or die at
-any time. `make tune WORKERS=N` runs the calling process and N - 1 child processes (a killed one
-takes only its own trial down), each fitting on one thread (`trial_threads`). One worker alone
-is reproducible from the seed.
-
-Each worker logs the trials it finished: one light MLflow run per trial (create, one batch,
-terminate), nested under the session's parent run (tag `mlflow.parentRunId`): params, the
-objective, every validation metric, the epochs a PyTorch trial ran, its state, duration and worker.
+Every worker is the same loop, `study.optimize` on each family's study in turn until it has its
+target or the deadline passes; workers never coordinate, so one may join (another machine) or die
+at any time. `make tune WORKERS=N` runs this process and N - 1 spawned children
+(docs/tuning.md, "Several workers, several machines").
 """
 
 from __future__ import annotations
@@ -69,8 +63,7 @@ class Session:
 def process_context() -> SpawnContext:
     """Spawn, not fork: the calling process holds database connections (SQLAlchemy pools for
     Optuna and MLflow) and library thread pools (OpenMP, PyTorch) that a forked child would
-    inherit in an unknown state. A spawned worker starts a clean interpreter and imports what it
-    needs (a few seconds), and behaves the same on Linux and macOS."""
+    inherit in an unknown state; spawning also behaves the same on Linux and macOS."""
     return multiprocessing.get_context("spawn")
 
 
@@ -172,6 +165,7 @@ def _worker_main(session: Session, worker: int) -> None:
 
 
 def log_trial_run(session: Session, family: str, study: optuna.Study, trial: FrozenTrial) -> None:
+    """A trial's child run of the session's run, in three MLflow calls (docs/tuning.md)."""
     client = MlflowClient(session.tracking_uri)
     run = client.create_run(
         str(session.experiment_id),
