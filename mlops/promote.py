@@ -7,11 +7,6 @@ Both models are loaded from the registry and scored on the test split prepared n
 gates pass (mlops/gates.py). Every decision is recorded as an MLflow run and as `promotion.*` tags
 on the judged version; a pass points `previous` at the old champion, then moves `champion`; a
 failure moves nothing (docs/tuning.md, "Promotion").
-
-A version is judged through the fitted object inside its pyfunc model, which has
-`predict_proba(frame)` and `classes_` for ROC AUC and log loss: our scikit-learn models are the
-`sklearn` flavor; the PyTorch MLP is a python model whose `model` attribute is the `TorchMLP`.
-The latency gate times the pyfunc model itself, what a server runs.
 """
 
 from __future__ import annotations
@@ -218,7 +213,9 @@ def _now() -> str:
 
 
 def _load(name: str, version: str) -> tuple[Any, Any]:
-    """The version's pyfunc model and the fitted estimator inside it."""
+    """The version's pyfunc model (what a server runs: the latency gate times it) and the fitted
+    estimator inside, with `predict_proba` and `classes_` for ROC AUC and log loss: our sklearn
+    flavor's raw model, or the `TorchMLP` our PyTorch python model holds as `model`."""
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     if "sklearn" in pyfunc.metadata.flavors:
         return pyfunc, pyfunc.get_raw_model()

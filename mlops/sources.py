@@ -43,7 +43,6 @@ class Part:
 
 @dataclass(frozen=True)
 class Parts:
-    source: str
     title: str  # the snapshot's name: the file's, or the folder's / prefix's
     parts: tuple[Part, ...]  # in name order
     partitioned: bool  # a folder, prefix or glob (even of one file), not a single file
@@ -104,7 +103,7 @@ def first_line(err: BaseException) -> str:
 def _local(source: str) -> Parts:
     path = Path(source)
     if path.is_file():  # before the glob test: `data[1].csv` may be a real name
-        return Parts(source, path.name, (Part(path, path.name, str(path)),), partitioned=False)
+        return Parts(path.name, (Part(path, path.name, str(path)),), partitioned=False)
     if path.is_dir():
         root, files = path, list(path.rglob("*"))
     elif _is_glob(source):
@@ -158,7 +157,7 @@ def _s3_listing(source: str, filesystem: pafs.FileSystem, path: str, staging: Pa
         if info.type == pafs.FileType.File:
             name = PurePosixPath(path).name
             part = Part(staging / name, name, f"s3://{path}")
-            return Parts(source, name, (part,), partitioned=False)
+            return Parts(name, (part,), partitioned=False)
         infos = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
     found = []
     for info in infos:
@@ -184,7 +183,7 @@ def _download_http(source: str, staging: Path) -> Parts:
         raise DataError(f"data source {source} cannot be reached: {err.reason}") from None
     except (OSError, http.client.HTTPException) as err:  # timeouts, dropped connections
         raise DataError(f"data source {source} cannot be read: {first_line(err)}") from None
-    return Parts(source, name, (Part(target, name, source),), partitioned=False)
+    return Parts(name, (Part(target, name, source),), partitioned=False)
 
 
 def _partitions(source: str, title: str, found: list[Part]) -> Parts:
@@ -192,7 +191,7 @@ def _partitions(source: str, title: str, found: list[Part]) -> Parts:
     kept = sorted((p for p in found if _is_data_file(p.name)), key=lambda p: p.name)
     if not kept:
         raise DataError(f"data source {source}: no .csv or .parquet files found")
-    return Parts(source, title or "partitions", tuple(kept), partitioned=True)
+    return Parts(title or "partitions", tuple(kept), partitioned=True)
 
 
 def _is_data_file(name: str) -> bool:

@@ -2,7 +2,7 @@
 
 python scripts/tune.py --config configs/default.yaml [--workers N] [--trials N] [--timeout S]
 
-One MLflow parent run per session holds its settings and each study's summary (tuning/summary.py);
+One MLflow parent run per session holds its settings and each study's summary (tuning/study.py);
 the best trial over the families is refit with `train.run_family`, so it is logged exactly like
 train's models, and registered as `challenger`. What goes where, resuming, several workers and
 machines: docs/tuning.md.
@@ -31,8 +31,16 @@ from mlops.registry import CHALLENGER, register
 from mlops.tracking import configure_tracking, use_experiment
 from mlops.train import FamilyRun, fit_inputs, run_family
 from mlops.tuning.objective import trial_params
-from mlops.tuning.study import open_storage, open_study, shown_url, storage_url, study_name
-from mlops.tuning.summary import StudySummary, log_summary, summarize
+from mlops.tuning.study import (
+    StudySummary,
+    log_summary,
+    open_storage,
+    open_study,
+    shown_url,
+    storage_url,
+    study_name,
+    summarize,
+)
 from mlops.tuning.workers import Session, quiet_optuna, run_workers, trial_threads
 
 log = logging.getLogger(__name__)
