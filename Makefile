@@ -73,15 +73,14 @@ venv: $(VENV)/.installed ## Build the virtual environment (.venv) from requireme
 # the server reruns no step. A step's list leaves out what an earlier step's list holds (a change
 # there reruns that step, and so this one). tests/unit/test_makefile.py checks them.
 
-CORE_SOURCES := mlops/__init__.py mlops/cli.py mlops/config.py mlops/errors.py mlops/logs.py \
-	mlops/tracking.py
+CORE_SOURCES := mlops/__init__.py mlops/cli.py mlops/config.py mlops/errors.py mlops/tracking.py
 PREPARE_SOURCES := scripts/prepare.py mlops/prepare.py mlops/data.py mlops/sources.py mlops/validation.py \
 	mlops/profile.py $(CORE_SOURCES)
 # models/ whole: torch_pyfunc_entry.py is logged by path ("model from code"), not imported.
-TRAIN_SOURCES := scripts/train.py mlops/train.py mlops/evaluate.py mlops/features.py \
+TRAIN_SOURCES := scripts/train.py mlops/train.py mlops/evaluate.py \
 	mlops/plots.py mlops/provenance.py mlops/registry.py $(wildcard mlops/models/*.py)
 TUNE_SOURCES := scripts/tune.py mlops/tune.py $(wildcard mlops/tuning/*.py)
-PROMOTE_SOURCES := scripts/promote.py mlops/promote.py mlops/gates.py mlops/loading.py
+PROMOTE_SOURCES := scripts/promote.py mlops/promote.py mlops/gates.py
 
 $(STAMPS)/prepare: $(CONFIG) $(PREPARE_SOURCES) | $(VENV)/.installed
 	$(PY) scripts/prepare.py --config $(CONFIG) $(ARGS)

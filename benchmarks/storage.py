@@ -22,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.servers import REPO, free_port
+from mlops.cli import setup_logging
 from mlops.config import Config, load_config
 from mlops.data import PreparedData, load_prepared
-from mlops.logs import setup_logging
 from mlops.tracking import configure_tracking, use_experiment
 from mlops.tune import run_session
 from tests.distributed.conftest import SCRIPT, TrackingServer, create_database

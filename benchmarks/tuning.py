@@ -50,8 +50,7 @@ from mlops.models.families import FitInputs, family_params, fit_family
 from mlops.tracking import configure_tracking, use_experiment
 from mlops.train import fit_inputs
 from mlops.tune import run_session
-from mlops.tuning.session import process_context
-from mlops.tuning.workers import trial_threads
+from mlops.tuning.workers import process_context, trial_threads
 
 log = logging.getLogger(__name__)
 

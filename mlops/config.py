@@ -215,16 +215,14 @@ def search_value(name: str, value: Any) -> Any:
         raise ConfigError(f"hidden_units {value!r} must be widths like '64-32'") from None
 
 
-def _classification_thresholds() -> dict[str, float]:
-    return {"roc_auc": 0.95, "accuracy": 0.90}
-
-
 @dataclass(frozen=True, kw_only=True)
 class PromoteConfig:
     __pydantic_config__ = SECTION
     # Test-set bounds every challenger must meet: at least this for higher-is-better metrics, at
     # most this for lower-is-better ones (log_loss, rmse, mae).
-    thresholds: dict[str, Float] = field(default_factory=_classification_thresholds)
+    thresholds: dict[str, Float] = field(
+        default_factory=lambda: {"roc_auc": 0.95, "accuracy": 0.90}
+    )
     # Against a champion: beat it on `metric` by min_improvement (absolute) and by
     # min_relative_improvement (a fraction of the champion's value, 0.01 = 1 %), in the metric's
     # direction. Negative values tolerate a small regression. No champion: thresholds alone.

@@ -83,7 +83,7 @@ def load_raw(config: DataConfig, snapshot_dir: Path) -> RawData:
         if parts.partitioned:
             snapshot, digest = _snapshot_parts(parts, snapshot_dir)
         else:
-            snapshot = _snapshot_file(parts.parts[0].path, snapshot_dir, name=parts.title)
+            snapshot = _snapshot_file(parts.parts[0].path, snapshot_dir, parts.title)
             digest = file_digest(snapshot)
     return RawData(frame=frame, snapshot=snapshot, digest=digest)
 
@@ -168,23 +168,21 @@ def _load_bundled(name: str, target: str) -> pd.DataFrame:
 
 
 def _snapshot_frame(frame: pd.DataFrame, directory: Path, name: str) -> Path:
-    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False) as handle:
-        frame.to_csv(handle, index=False)
-    return _snapshot_file(Path(handle.name), directory, name=f"{name}.csv", move=True)
+    with tempfile.TemporaryDirectory() as staging:
+        written = Path(staging) / f"{name}.csv"
+        frame.to_csv(written, index=False)
+        return _snapshot_file(written, directory, written.name)
 
 
-def _snapshot_file(source: Path, directory: Path, name: str = "", move: bool = False) -> Path:
+def _snapshot_file(source: Path, directory: Path, name: str) -> Path:
     """Store `source` as `<directory>/<sha256 prefix>-<name>`, read-only; reuse an equal copy."""
-    digest = file_digest(source)
-    target = directory / f"{digest[:16]}-{name or source.name}"
+    target = directory / f"{file_digest(source)[:16]}-{name}"
     if not target.exists():
         directory.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         shutil.copyfile(source, partial)
         partial.chmod(0o444)
         partial.replace(target)
-    if move:
-        source.unlink()
     return target
 
 
@@ -224,21 +222,12 @@ def listing_digest(files: list[tuple[str, Path]]) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
-    manifest: dict[str, Any] = json.loads((directory / "manifest.json").read_text())
-    return manifest
-
-
-def read_profile(directory: Path) -> dict[str, Any]:
-    profile: dict[str, Any] = json.loads((directory / "profile.json").read_text())
-    return profile
-
-
 def load_prepared(config: DataConfig) -> PreparedData:
     """The splits, manifest and profile prepare wrote for `config`, checked against it."""
     directory = config.prepared_dir
     splits = read_splits(directory)
-    manifest, profile = read_manifest(directory), read_profile(directory)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    profile = json.loads((directory / "profile.json").read_text())
     if manifest["target"] != config.target or manifest["task"] != config.task:
         raise DataError(
             f"prepared data in {directory} is for target {manifest['target']!r} "

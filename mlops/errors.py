@@ -15,10 +15,6 @@ class DataError(MLOpsError):
     """The input data set cannot be read or fails validation."""
 
 
-class TrackingError(MLOpsError):
-    """The MLflow tracking server or registry cannot be used."""
-
-
 class TuneError(MLOpsError):
     """A tuning session cannot start or its workers stopped before the studies were done."""
 

@@ -68,12 +68,7 @@ def regression_metrics(target: pd.Series, predicted: np.ndarray) -> dict[str, fl
 
 
 def permutation_importance(
-    model: Any,
-    features: pd.DataFrame,
-    target: pd.Series,
-    task: str,
-    metric: str,
-    seed: int,
+    model: Any, features: pd.DataFrame, target: pd.Series, task: str, metric: str, seed: int
 ) -> dict[str, float]:
     """Drop in `metric` when one raw column is shuffled (works for every family alike)."""
     sign = 1.0 if greater_is_better(metric) else -1.0

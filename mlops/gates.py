@@ -1,13 +1,5 @@
-"""The promotion gates, as pure functions of metrics: easy to test, easy to read in a decision.
-
-Data: the challenger must have been trained on the data prepared now, so the test split holds no
-row it was fitted on; and the test split both models are scored on must be the one prepare
-recorded (its digest in the manifest). The champion may have been trained on older data: scored
-on the same rows as the challenger, the two are compared on the data the next model will serve.
-Thresholds: each configured test metric at least (higher is better) or at most (lower is better)
-its bound. Improvement, only against a champion: `promote.metric` better by `min_improvement`
-(absolute) and `min_relative_improvement` (of the champion's value), in the metric's direction.
-Latency: p95 of a batch prediction under `max_latency_p95_ms`. A NaN never passes.
+"""The promotion gates, as pure functions of digests and metrics: easy to test, easy to read in a
+decision. Each gate and why it is there: docs/tuning.md, "Promotion". A NaN never passes.
 """
 
 from __future__ import annotations

@@ -22,11 +22,7 @@ def _figure() -> Any:
 def classification_figures(
     target: pd.Series, proba: np.ndarray, classes: np.ndarray
 ) -> dict[str, Any]:
-    from sklearn.metrics import (
-        ConfusionMatrixDisplay,
-        PrecisionRecallDisplay,
-        RocCurveDisplay,
-    )
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
     figures = {}
     fig, ax = _figure()

@@ -3,13 +3,10 @@
 python scripts/promote.py --config configs/default.yaml [--version N] [--ignore-champion]
 python scripts/promote.py --config configs/default.yaml --rollback
 
-Both models are loaded from the registry and scored on the test split prepared now, after checking
-that the challenger was trained on the data prepared now (the champion may have been trained on
-older data: it is re-scored on the new holdout) and that the test split is the one prepare
-recorded (mlops/gates.py has the gates). Every decision is recorded twice: as an MLflow run
-(`mlops.step=promote`, metrics of both, the split's digest, the gates, `decision.json`) and as
-`promotion.*` tags on the challenger's version. A pass points `previous` at the old champion, then
-moves `champion` in one registry call; a failure moves nothing.
+Both models are loaded from the registry and scored on the test split prepared now, once the data
+gates pass (mlops/gates.py). Every decision is recorded as an MLflow run and as `promotion.*` tags
+on the judged version; a pass points `previous` at the old champion, then moves `champion`; a
+failure moves nothing (docs/tuning.md, "Promotion").
 """
 
 from __future__ import annotations
@@ -17,11 +14,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import mlflow
+import mlflow.models
+import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
@@ -30,8 +31,8 @@ from mlops.data import PreparedData, frame_digest, load_prepared
 from mlops.errors import RegistryError
 from mlops.evaluate import check_metric, evaluate
 from mlops.gates import Gate, Verdict, metric_gates, same_data, same_split
-from mlops.loading import latency_p95_ms, load_registered, trained_on
-from mlops.registry import CHALLENGER, CHAMPION, PREVIOUS, find_alias
+from mlops.models.torch_mlp import torch_thread_limit
+from mlops.registry import CHALLENGER, CHAMPION, PREVIOUS, alias_version
 from mlops.sources import first_line
 from mlops.tracking import configure_tracking, use_experiment
 
@@ -68,7 +69,7 @@ def promote(config: Config, version: str | None = None, ignore_champion: bool = 
     use_experiment(config.experiment)
     name = config.registered_model
     challenger = version or _required_alias(name, CHALLENGER)
-    champion = None if ignore_champion else _alias_version(name, CHAMPION)
+    champion = None if ignore_champion else alias_version(name, CHAMPION)
     decision = _decide(config, prepared, challenger, champion)
     _record(decision, ignore_champion)
     if decision.promoted:
@@ -85,7 +86,7 @@ def rollback(config: Config) -> tuple[str | None, str]:
     configure_tracking()
     name, client = config.registered_model, MlflowClient()
     target = _required_alias(name, PREVIOUS)
-    current = _alias_version(name, CHAMPION)
+    current = alias_version(name, CHAMPION)
     client.set_registered_model_alias(name, CHAMPION, target)
     client.delete_registered_model_alias(name, PREVIOUS)
     now = _now()
@@ -100,14 +101,14 @@ def _decide(
     config: Config, prepared: PreparedData, challenger: str, champion: str | None
 ) -> Decision:
     name, split_digest = config.registered_model, frame_digest(prepared.splits.test)
-    old_data = None if champion is None else trained_on(name, champion)
+    old_data = None if champion is None else _trained_on(name, champion)
     base = Decision(
         name, challenger, champion, prepared.digest, split_digest, old_data, Verdict(()), {}, None
     )
     if champion == challenger:
         return _with(base, (Gate("champion", False, f"v{challenger} is the champion already"),))
     data = (
-        same_data("data:challenger", prepared.digest, trained_on(name, challenger)),
+        same_data("data:challenger", prepared.digest, _trained_on(name, challenger)),
         same_split("data:test_split", split_digest, prepared.test_digest),
     )
     if not all(gate.passed for gate in data):
@@ -127,12 +128,12 @@ def _measure(
     metrics = {}
     if champion is not None:
         metrics["champion"] = _score_champion(name, champion, features, target, task)
-    new = load_registered(name, challenger)
-    metrics["challenger"] = evaluate(new.estimator, features, target, task)
+    pyfunc, estimator = _load(name, challenger)
+    metrics["challenger"] = evaluate(estimator, features, target, task)
     # Timed with the server's torch threads per predict call: what serving will see.
     gate, threads = config.promote, config.serve.model_threads
-    latency = latency_p95_ms(
-        new.pyfunc, features, gate.latency_batch_rows, gate.latency_repeats, threads
+    latency = _latency_p95_ms(
+        pyfunc, features, gate.latency_batch_rows, gate.latency_repeats, threads
     )
     return metrics, latency
 
@@ -141,9 +142,9 @@ def _score_champion(
     name: str, version: str, features: pd.DataFrame, target: pd.Series, task: str
 ) -> dict[str, float]:
     """The champion's test metrics; an error naming it if the new columns no longer fit it."""
-    old = load_registered(name, version)
+    _, estimator = _load(name, version)
     try:
-        return evaluate(old.estimator, features, target, task)
+        return evaluate(estimator, features, target, task)
     except (KeyError, ValueError) as err:  # how scikit-learn and pandas report missing columns
         raise RegistryError(
             f"champion {name} v{version} cannot score the current test split "
@@ -200,13 +201,8 @@ def _version_tags(summary: dict[str, Any], run_id: str) -> dict[str, str]:
     return tags
 
 
-def _alias_version(name: str, alias: str) -> str | None:
-    found = find_alias(name, alias)
-    return None if found is None else str(found.version)
-
-
 def _required_alias(name: str, alias: str) -> str:
-    version = _alias_version(name, alias)
+    version = alias_version(name, alias)
     if version is None:
         raise RegistryError(f"registered model {name!r} has no @{alias} version")
     return version
@@ -214,3 +210,45 @@ def _required_alias(name: str, alias: str) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _load(name: str, version: str) -> tuple[Any, Any]:
+    """The version's pyfunc model (what a server runs: the latency gate times it) and the fitted
+    estimator inside, with `predict_proba` and `classes_` for ROC AUC and log loss: our sklearn
+    flavor's raw model, or the `TorchMLP` our PyTorch python model holds as `model`."""
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    if "sklearn" in pyfunc.metadata.flavors:
+        return pyfunc, pyfunc.get_raw_model()
+    estimator = getattr(pyfunc.unwrap_python_model(), "model", None)
+    if estimator is None or not callable(getattr(estimator, "predict", None)):
+        raise RegistryError(f"{name} v{version} is neither a sklearn model nor our PyTorch model")
+    return pyfunc, estimator
+
+
+def _trained_on(name: str, version: str) -> str | None:
+    """The data digest a version was trained on, without loading the model itself."""
+    tags = MlflowClient().get_model_version(name, version).tags
+    if tags.get("data_digest"):
+        return str(tags["data_digest"])
+    metadata = mlflow.models.get_model_info(f"models:/{name}/{version}").metadata or {}
+    digest = metadata.get("data_digest")
+    return None if digest is None else str(digest)
+
+
+def _latency_p95_ms(
+    pyfunc: Any, features: pd.DataFrame, rows: int, repeats: int, torch_threads: int
+) -> float:
+    """p95 wall time of `pyfunc.predict` on `rows` rows (drawn from `features`), after a warm-up.
+
+    PyTorch runs with `torch_threads` intra-op threads, as the server does: on a small network the
+    thread pool's overhead, not the arithmetic, dominates.
+    """
+    batch = features.sample(n=rows, replace=rows > len(features), random_state=0)
+    with torch_thread_limit(torch_threads):
+        pyfunc.predict(batch)
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            pyfunc.predict(batch)
+            times.append((time.perf_counter() - started) * 1000.0)
+    return float(np.percentile(times, 95))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
@@ -26,10 +25,10 @@ def register(model_uri: str, name: str, alias: str, tags: dict[str, str]) -> str
     return str(version)
 
 
-def find_alias(name: str, alias: str) -> Any:
-    """The `ModelVersion` that `alias` points at; None if the model or the alias does not exist."""
+def alias_version(name: str, alias: str) -> str | None:
+    """The version `alias` points at; None if the model or the alias does not exist."""
     try:
-        return MlflowClient().get_model_version_by_alias(name, alias)
+        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
     except MlflowException as err:
         if err.error_code in _MISSING:
             return None

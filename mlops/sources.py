@@ -3,16 +3,8 @@
 `fetch(source)` yields the source's files on local disk, in name order: local files as they are,
 remote ones downloaded into a temporary folder removed afterwards. Reading, the snapshot and the
 digest (mlops/data.py) are then the same code for every kind of source, and the network is read
-once.
-
-- `data/x.csv`, `data/x.parquet`: one file.
-- `data/parts/`, `data/parts/*.parquet`: every .csv / .parquet file in the folder (and below it)
-  or matching the glob, read as one table. Names starting with `.` or `_` (`_SUCCESS`, `.crc`)
-  are skipped, as Spark and PyArrow datasets do.
-- `s3://bucket/key`, `s3://bucket/prefix/`, `s3://bucket/prefix/*.csv`: the same, through
-  PyArrow's S3 filesystem. Credentials and region come from the usual AWS_* variables;
-  AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL points it at an S3-compatible store (MinIO, Ceph, ...).
-- `http://...`, `https://...`: one file, whose URL path ends in .csv or .parquet.
+once. The forms a source takes: README.md, "Use your own data". In a folder, prefix or glob,
+names starting with `.` or `_` (`_SUCCESS`, `.crc`) are skipped, as Spark and PyArrow datasets do.
 """
 
 from __future__ import annotations
@@ -51,7 +43,6 @@ class Part:
 
 @dataclass(frozen=True)
 class Parts:
-    source: str
     title: str  # the snapshot's name: the file's, or the folder's / prefix's
     parts: tuple[Part, ...]  # in name order
     partitioned: bool  # a folder, prefix or glob (even of one file), not a single file
@@ -90,20 +81,19 @@ def read_parts(parts: Parts) -> pd.DataFrame:
     return pd.concat([frame[first] for frame in frames], ignore_index=True)
 
 
-def read_table(path: Path, origin: str = "") -> pd.DataFrame:
-    """Read a CSV or Parquet file; any problem becomes a `DataError` naming `origin` (or `path`)."""
-    shown = origin or str(path)
+def read_table(path: Path, origin: str) -> pd.DataFrame:
+    """Read a CSV or Parquet file; any problem becomes a `DataError` naming `origin`."""
     if not path.is_file():
-        raise DataError(f"data file {shown} does not exist")
+        raise DataError(f"data file {origin} does not exist")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
-        raise DataError(f"data file {shown}: expected a .csv or .parquet file, got {suffix!r}")
+        raise DataError(f"data file {origin}: expected a .csv or .parquet file, got {suffix!r}")
     try:
         return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise DataError(f"data file {shown} cannot be parsed as CSV: {first_line(err)}") from None
+        raise DataError(f"data file {origin} cannot be parsed as CSV: {first_line(err)}") from None
     except (OSError, ValueError) as err:  # pyarrow's errors derive from these
-        raise DataError(f"data file {shown} cannot be read: {first_line(err)}") from None
+        raise DataError(f"data file {origin} cannot be read: {first_line(err)}") from None
 
 
 def first_line(err: BaseException) -> str:
@@ -113,7 +103,7 @@ def first_line(err: BaseException) -> str:
 def _local(source: str) -> Parts:
     path = Path(source)
     if path.is_file():  # before the glob test: `data[1].csv` may be a real name
-        return Parts(source, path.name, (Part(path, path.name, str(path)),), partitioned=False)
+        return Parts(path.name, (Part(path, path.name, str(path)),), partitioned=False)
     if path.is_dir():
         root, files = path, list(path.rglob("*"))
     elif _is_glob(source):
@@ -167,7 +157,7 @@ def _s3_listing(source: str, filesystem: pafs.FileSystem, path: str, staging: Pa
         if info.type == pafs.FileType.File:
             name = PurePosixPath(path).name
             part = Part(staging / name, name, f"s3://{path}")
-            return Parts(source, name, (part,), partitioned=False)
+            return Parts(name, (part,), partitioned=False)
         infos = filesystem.get_file_info(pafs.FileSelector(root, recursive=True))
     found = []
     for info in infos:
@@ -193,7 +183,7 @@ def _download_http(source: str, staging: Path) -> Parts:
         raise DataError(f"data source {source} cannot be reached: {err.reason}") from None
     except (OSError, http.client.HTTPException) as err:  # timeouts, dropped connections
         raise DataError(f"data source {source} cannot be read: {first_line(err)}") from None
-    return Parts(source, name, (Part(target, name, source),), partitioned=False)
+    return Parts(name, (Part(target, name, source),), partitioned=False)
 
 
 def _partitions(source: str, title: str, found: list[Part]) -> Parts:
@@ -201,7 +191,7 @@ def _partitions(source: str, title: str, found: list[Part]) -> Parts:
     kept = sorted((p for p in found if _is_data_file(p.name)), key=lambda p: p.name)
     if not kept:
         raise DataError(f"data source {source}: no .csv or .parquet files found")
-    return Parts(source, title or "partitions", tuple(kept), partitioned=True)
+    return Parts(title or "partitions", tuple(kept), partitioned=True)
 
 
 def _is_data_file(name: str) -> bool:

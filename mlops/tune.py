@@ -2,12 +2,10 @@
 
 python scripts/tune.py --config configs/default.yaml [--workers N] [--trials N] [--timeout S]
 
-One MLflow parent run per session (tag `mlops.step=tune`) holds the session's settings and each
-study's summary and plots; every trial is a light child run logged by the worker that ran it
-(mlops/tuning/trial_runs.py). The best complete trial over the families is refit with
-`train.run_family`, so it is logged exactly like train's models, nested under the session, and
-registered as `challenger`. Studies persist (`tune.storage` / OPTUNA_STORAGE): running the step
-again resumes them (mlops/tuning/study.py).
+One MLflow parent run per session holds its settings and each study's summary (tuning/study.py);
+the best trial over the families is refit with `train.run_family`, so it is logged exactly like
+train's models, and registered as `challenger`. What goes where, resuming, several workers and
+machines: docs/tuning.md.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from dataclasses import dataclass
 import mlflow
 import optuna
 from mlflow import MlflowClient
-from mlflow.entities import Param
+from mlflow.entities import Param, RunTag
 
 from mlops.config import Config, as_dict
 from mlops.data import PreparedData, load_prepared
@@ -32,11 +30,18 @@ from mlops.provenance import git_commit
 from mlops.registry import CHALLENGER, register
 from mlops.tracking import configure_tracking, use_experiment
 from mlops.train import FamilyRun, fit_inputs, run_family
-from mlops.tuning.session import Session
-from mlops.tuning.space import trial_params
-from mlops.tuning.study import open_storage, open_study, shown_url, storage_url, study_name
-from mlops.tuning.summary import StudySummary, log_summary, summarize
-from mlops.tuning.workers import quiet_optuna, run_workers, trial_threads
+from mlops.tuning.objective import trial_params
+from mlops.tuning.study import (
+    StudySummary,
+    log_summary,
+    open_storage,
+    open_study,
+    shown_url,
+    storage_url,
+    study_name,
+    summarize,
+)
+from mlops.tuning.workers import Session, quiet_optuna, run_workers, trial_threads
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +200,7 @@ def _refit(
     tags = {"mlops.step": "tune", "mlops.study": best.study_name, "mlops.trial": best.best_trial}
     if parent_run_id is not None:
         tags["mlflow.parentRunId"] = parent_run_id
-    client = MlflowClient()
-    for key, value in tags.items():
-        client.set_tag(refit.run_id, key, str(value))
+    MlflowClient().log_batch(refit.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
     return refit
 
 

@@ -31,7 +31,8 @@ class ValidationReport:
 def validate(frame: pd.DataFrame, config: DataConfig) -> ValidationReport:
     _check_target(frame, config)
     kinds = column_kinds(frame, config)
-    _check_rows(frame, config)
+    if len(frame) < config.min_rows:
+        raise DataError(f"data set has {len(frame)} rows; at least {config.min_rows} are needed")
     missing = _check_columns(frame, kinds, config.max_missing_fraction)
     if config.task == "classification":
         _check_classes(frame[config.target], config.target)
@@ -85,11 +86,6 @@ def _check_target(frame: pd.DataFrame, config: DataConfig) -> None:
         raise DataError(f"target column {config.target!r} has {int(target.isna().sum())} missing")
     if config.task == "regression" and not _is_numeric(target):
         raise DataError(f"target column {config.target!r} must be numeric for regression")
-
-
-def _check_rows(frame: pd.DataFrame, config: DataConfig) -> None:
-    if len(frame) < config.min_rows:
-        raise DataError(f"data set has {len(frame)} rows; at least {config.min_rows} are needed")
 
 
 def _check_columns(frame: pd.DataFrame, kinds: dict[str, str], bound: float) -> dict[str, float]:

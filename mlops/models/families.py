@@ -2,7 +2,9 @@
 
 `linear` and `random_forest` are scikit-learn Pipelines (our preprocessor + estimator);
 `torch_mlp` is a `TorchMLP` (the same preprocessor + a PyTorch network). All three expose
-`predict(frame)`, and `predict_proba(frame)` with `classes_` for classification.
+`predict(frame)`, and `predict_proba(frame)` with `classes_` for classification. The preprocessor
+is fitted on the training split only and travels inside every logged model, so training and
+serving cannot disagree about features: missing values are imputed, unseen categories ignored.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlops.config import ForestParams, LinearParams, MLPParams, TrainConfig
-from mlops.features import build_preprocessor
 from mlops.models.torch_mlp import EpochCallback, fit_mlp
 
 FamilyParams = LinearParams | ForestParams | MLPParams
@@ -58,6 +62,23 @@ def fit_family(
         # batches gain, and a server parallelises across requests instead.
         pipeline.set_params(model__n_jobs=1)
     return pipeline
+
+
+def build_preprocessor(kinds: dict[str, str]) -> ColumnTransformer:
+    numeric = [c for c, k in kinds.items() if k == "numeric"]
+    categorical = [c for c, k in kinds.items() if k == "categorical"]
+    transformers: list[tuple[str, Any, list[str]]] = []
+    if numeric:
+        numeric_steps = [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+        transformers.append(("numeric", Pipeline(numeric_steps), numeric))
+    if categorical:
+        categorical_steps = [
+            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+        transformers.append(("categorical", Pipeline(categorical_steps), categorical))
+    # Dense float output: the PyTorch network needs it, and our data sets are small and narrow.
+    return ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
 
 
 def _sklearn_estimator(params: LinearParams | ForestParams, task: str, seed: int) -> Any:

@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 @contextlib.contextmanager
 def torch_thread_limit(threads: int) -> Iterator[None]:
     """PyTorch's intra-op threads set to `threads` inside the block, restored after. A small
-    network gains nothing from more and loses a lot when cores are busy (about 10x on 2 contended
-    cores), and one thread makes a fit repeat bit for bit."""
+    network gains nothing from more and loses a lot when cores are busy, and one thread makes a
+    fit repeat bit for bit."""
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -203,7 +203,9 @@ def _train_loop(
     best_loss, best_state, waited = float("inf"), copy.deepcopy(network.state_dict()), 0
     for epoch in range(params.max_epochs):
         model.history.train_loss.append(_train_epoch(network, batches, loss_fn, optimizer))
-        val_loss = _evaluate_loss(network, validation, loss_fn)
+        network.eval()
+        with torch.no_grad():
+            val_loss = float(loss_fn(network(validation[0]), validation[1]).item())
         model.history.validation_loss.append(val_loss)
         if on_epoch is not None:
             on_epoch(epoch, model)
@@ -231,11 +233,3 @@ def _train_epoch(
         total += float(loss.item()) * len(x)
         rows += len(x)
     return total / rows
-
-
-def _evaluate_loss(
-    network: nn.Module, validation: tuple[torch.Tensor, torch.Tensor], loss_fn: nn.Module
-) -> float:
-    network.eval()
-    with torch.no_grad():
-        return float(loss_fn(network(validation[0]), validation[1]).item())

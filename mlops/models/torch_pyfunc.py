@@ -7,6 +7,7 @@ with `torch.load(weights_only=True)`, and its shape a JSON file. See `mlops/mode
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ def save_parts(model: TorchMLP, directory: Path) -> dict[str, str]:
     paths = {key: directory / name for key, name in ARTIFACT_NAMES.items()}
     skops.io.dump(model.preprocessor, paths["preprocessor"])
     torch.save(model.network.state_dict(), paths["weights"])
-    paths["spec"].write_text(json.dumps(_spec_dict(model.spec)))
+    paths["spec"].write_text(json.dumps(dataclasses.asdict(model.spec)))
     return {key: str(path) for key, path in paths.items()}
 
 
@@ -67,15 +68,3 @@ class TorchTabularModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
 
     def predict_proba(self, model_input: pd.DataFrame) -> np.ndarray:
         return self.model.predict_proba(model_input)
-
-
-def _spec_dict(spec: NetworkSpec) -> dict[str, Any]:
-    return {
-        "input_dim": spec.input_dim,
-        "hidden_units": list(spec.hidden_units),
-        "dropout": spec.dropout,
-        "task": spec.task,
-        "classes": list(spec.classes),
-        "target_mean": spec.target_mean,
-        "target_std": spec.target_std,
-    }

@@ -1,24 +1,27 @@
-"""One trial: suggest params, fit the family, return its validation metric.
+"""One trial: suggest params from the family's search space, fit the family, return its metric.
 
-The PyTorch MLP reports the metric after every epoch, so the pruner can stop a poor trial early;
-a trial whose loss stops being finite is pruned too. Each trial records which worker ran it
-(`worker`: host and pid) and all its validation metrics (`validation`) as user attributes.
+The search space (`tune.search_space.<family>`) replaces only the settings it lists: the others
+keep their `train.<family>` value. The PyTorch MLP reports the metric after every epoch, so the
+pruner can stop a poor trial early; a trial whose loss stops being finite is pruned too. Each
+trial records which worker ran it (`worker`: host and pid) and all its validation metrics
+(`validation`) as user attributes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 
-from mlops.config import Config
+from mlops.config import Config, SearchParam, search_value
 from mlops.evaluate import evaluate
-from mlops.models.families import FitInputs, family_params, fit_family
+from mlops.models.families import FamilyParams, FitInputs, family_params, fit_family
 from mlops.models.torch_mlp import EpochCallback, TorchMLP
-from mlops.tuning.space import suggest, trial_params
 
 
 @dataclass(frozen=True)
@@ -50,3 +53,24 @@ class Objective:
                 raise optuna.TrialPruned(f"epoch {epoch}: {metric} {value:.4f}")
 
         return report
+
+
+def suggest(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict[str, Any]:
+    """One value per searched setting, as Optuna stores it ("64-32" rather than a tuple)."""
+    return {name: _suggest_one(trial, name, param) for name, param in space.items()}
+
+
+def trial_params(base: FamilyParams, values: dict[str, Any]) -> FamilyParams:
+    decoded = {name: search_value(name, value) for name, value in values.items()}
+    params: FamilyParams = dataclasses.replace(base, **decoded)
+    return params
+
+
+def _suggest_one(trial: optuna.Trial, name: str, param: SearchParam) -> Any:
+    if param.type == "categorical":
+        return trial.suggest_categorical(name, list(param.choices))
+    # Config validation guarantees both bounds for ranges.
+    low, high = float(param.low or 0.0), float(param.high or 0.0)
+    if param.type == "int":
+        return trial.suggest_int(name, int(low), int(high), log=param.log)
+    return trial.suggest_float(name, low, high, log=param.log)

@@ -1,15 +1,11 @@
-"""Where studies live, what they are called, and how many trials they run.
+"""Where studies live, what they are called, how many trials they run, and their summaries.
 
-Storage: an Optuna RDB storage, the SQLite file `tune.storage` by default or `OPTUNA_STORAGE`
-(`postgresql://user:pass@host/db`, for several machines on one study). Trials record a heartbeat;
-a trial whose worker went silent for `grace_period_s` (killed, out of memory, machine lost) is
-failed by the next worker that starts a trial, and re-queued as a WAITING trial with the same
-params, which the next `ask` runs first.
-
-The budget: each worker stops once the study has `tune.trials` finished (COMPLETE or PRUNED)
-trials, checked before it starts and after each trial (Optuna's `MaxTrialsCallback`). Trials
-already running when the target is reached still finish, so W workers on one study end with at
-most W - 1 trials over it.
+An Optuna RDB storage (`tune.storage`, or `OPTUNA_STORAGE` for several machines) with heartbeats,
+so a dead worker's trial is failed and retried; a budget of `tune.trials` finished trials per
+study; a summary of each study on the session's parent run, covering the whole study, earlier
+sessions too: importances are PED-ANOVA (Optuna's default evaluator; it needs only numpy), figures
+use Optuna's matplotlib backend (plotly is not a dependency). docs/tuning.md: "Where it goes in
+MLflow", "Resuming", "The budget", "A killed worker".
 """
 
 from __future__ import annotations
@@ -19,17 +15,23 @@ import hashlib
 import json
 import os
 import sqlite3
+import time
 import urllib.parse
 import warnings
-from dataclasses import asdict
+from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from mlops import plots
 from mlops.config import Config, TuneConfig
 from mlops.evaluate import greater_is_better
 from mlops.models.families import family_params
@@ -73,11 +75,8 @@ def open_storage(url: str, tune: TuneConfig, checked: bool = False) -> RDBStorag
 
 
 def _prepare_sqlite(path: Path) -> None:
-    """Create the folder; switch the file to write-ahead logging (a setting stored in the file).
-
-    With the default rollback journal, readers block the writer: two workers on one file spent
-    50 ms of storage time per trial instead of 35 ms (measured with a trivial objective).
-    """
+    """Create the folder; switch the file to write-ahead logging (a setting stored in the file):
+    with the default rollback journal, the workers' readers block the writer."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.closing(sqlite3.connect(path, timeout=60)) as connection:
         connection.execute("PRAGMA journal_mode=WAL").fetchall()
@@ -92,11 +91,8 @@ def _engine_kwargs(url: str) -> dict[str, object]:
 
 
 def study_name(config: Config, family: str, data_digest: str) -> str:
-    """Same data and same objective (family, params, space, metric, seed): same study, resumed.
-
-    Changing only `tune.trials`, the timeout, the workers or the sampler continues the study;
-    changing what a trial computes starts a new one, so no study mixes incomparable values.
-    """
+    """Same data and same objective (family, params, space, metric, seed): same study, resumed;
+    changing what a trial computes starts a new one, so no study mixes incomparable values."""
     objective = {
         "family": family,
         "task": config.data.task,
@@ -152,3 +148,85 @@ def has_target(study: optuna.Study, tune: TuneConfig) -> bool:
 def _seed(seed: int, worker: int, existing: int) -> int:
     # A resumed study or another worker must not replay the first session's random points.
     return int(np.random.SeedSequence([seed, worker, existing]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    family: str
+    study_name: str
+    target: int
+    counts: dict[str, int]  # trials by state: COMPLETE, PRUNED, FAIL, RUNNING, WAITING
+    best_value: float | None
+    best_trial: int | None
+    best_params: dict[str, Any]
+    importances: dict[str, float]
+
+    @property
+    def finished(self) -> int:
+        return sum(self.counts.get(state.name, 0) for state in FINISHED)
+
+
+def summarize(study: optuna.Study, family: str, target: int) -> StudySummary:
+    trials = study.get_trials(deepcopy=False)
+    counts = Counter(t.state.name for t in trials)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = study.best_trial if complete else None
+    return StudySummary(
+        family=family,
+        study_name=study.study_name,
+        target=target,
+        counts=dict(sorted(counts.items())),
+        best_value=best.value if best else None,
+        best_trial=best.number if best else None,
+        best_params=dict(best.params) if best else {},
+        importances=_importances(study, len(complete)),
+    )
+
+
+def log_summary(run_id: str, study: optuna.Study, summary: StudySummary) -> None:
+    client, family = MlflowClient(), summary.family
+    metrics: dict[str, float] = {
+        f"{family}.trials_{state.lower()}": n for state, n in summary.counts.items()
+    }
+    if summary.best_value is not None:
+        metrics[f"{family}.best_value"] = summary.best_value
+    metrics |= {f"{family}.importance.{k}": v for k, v in summary.importances.items()}
+    params = {f"{family}.best.{k}": v for k, v in summary.best_params.items()}
+    params |= {f"{family}.study": summary.study_name, f"{family}.best_trial": summary.best_trial}
+    now_ms = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now_ms, 0) for k, v in metrics.items()],
+        params=[Param(k, str(v)) for k, v in params.items()],
+    )
+    client.log_dict(run_id, asdict(summary), f"{family}/summary.json")
+    for name, figure in _figures(study, summary).items():
+        client.log_figure(run_id, figure, f"{family}/plots/{name}")
+        plots.close(figure)
+
+
+def _importances(study: optuna.Study, complete: int) -> dict[str, float]:
+    # PED-ANOVA needs two complete trials and at least one searched setting.
+    if complete < 2 or not study.best_trial.params:
+        return {}
+    return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+
+
+def _figures(study: optuna.Study, summary: StudySummary) -> dict[str, Any]:
+    if summary.best_value is None:
+        return {}
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    from optuna.visualization import matplotlib as optuna_plots  # imports pyplot: keep it lazy
+
+    # Experimental in Optuna: the caller silences that warning (workers.quiet_optuna).
+    figures = {"optimization_history.png": optuna_plots.plot_optimization_history(study)}
+    # Parallel coordinates and importances say something only about two settings or more.
+    if len(summary.best_params) > 1:
+        figures["parallel_coordinate.png"] = optuna_plots.plot_parallel_coordinate(study)
+    if len(summary.importances) > 1:
+        figures["param_importances.png"] = optuna_plots.plot_param_importances(study)
+    if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+        figures["intermediate_values.png"] = optuna_plots.plot_intermediate_values(study)
+    return {name: axes.figure for name, axes in figures.items()}

@@ -1,11 +1,10 @@
-"""Running trials: one worker's loop over the studies, N worker processes, the progress line.
+"""Running trials: the session every worker shares, one worker's loop, N worker processes, the
+MLflow child run of each trial, and the progress line.
 
-Every worker is the same loop: `study.optimize` on each family's study in turn, on the shared
-storage, until the study has its target (study.py) or the session's deadline passes; a trial in
-progress always finishes. Workers never coordinate, so one may join (another machine) or die at
-any time. `make tune WORKERS=N` runs the calling process and N - 1 child processes (a killed one
-takes only its own trial down), each fitting on one thread (`trial_threads`). One worker alone
-is reproducible from the seed.
+Every worker is the same loop, `study.optimize` on each family's study in turn until it has its
+target or the deadline passes; workers never coordinate, so one may join (another machine) or die
+at any time. `make tune WORKERS=N` runs this process and N - 1 spawned children
+(docs/tuning.md, "Several workers, several machines").
 """
 
 from __future__ import annotations
@@ -14,35 +13,62 @@ import contextlib
 import functools
 import logging
 import math
+import multiprocessing
 import os
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.context import SpawnContext
 from typing import TextIO
 
 import optuna
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
 from optuna.exceptions import ExperimentalWarning
 from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
+from mlops.cli import setup_logging
+from mlops.config import Config
 from mlops.data import load_prepared
-from mlops.logs import setup_logging
 from mlops.models.families import FitInputs
 from mlops.models.torch_mlp import torch_thread_limit
 from mlops.train import fit_inputs
 from mlops.tuning.objective import Objective
-from mlops.tuning.session import Session, process_context
 from mlops.tuning.study import FINISHED, budget, has_target, open_storage, open_study
-from mlops.tuning.trial_runs import log_trial_run
 
 log = logging.getLogger(__name__)
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
+# MLflow run statuses: a pruned trial finished normally, it was just stopped early.
+_RUN_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED"}
+
+
+@dataclass(frozen=True)
+class Session:
+    """One run of the tune step, sent as is to every worker process (small: no data in it)."""
+
+    config: Config
+    storage_url: str
+    studies: dict[str, str]  # family -> study name, in tuning order
+    deadline: float | None  # time.time() after which no trial starts
+    tracking_uri: str
+    experiment_id: str | None  # None: nothing goes to MLflow (the benchmark's baseline)
+    parent_run_id: str | None
+
+
+def process_context() -> SpawnContext:
+    """Spawn, not fork: the calling process holds database connections (SQLAlchemy pools for
+    Optuna and MLflow) and library thread pools (OpenMP, PyTorch) that a forked child would
+    inherit in an unknown state; spawning also behaves the same on Linux and macOS."""
+    return multiprocessing.get_context("spawn")
 
 
 def work(
-    session: Session, inputs: FitInputs, worker: int = 0, after_trial: TrialCallback | None = None
+    session: Session, inputs: FitInputs, worker: int, after_trial: TrialCallback | None = None
 ) -> None:
     """Run trials until every study has its target or the deadline passes."""
     config = session.config
@@ -111,9 +137,8 @@ def quiet_optuna() -> Iterator[None]:
 def trial_threads(cpus: int) -> Iterator[None]:
     """Threads while fitting: `cpus` for joblib (the forest's n_jobs=-1) and BLAS / OpenMP, one
     for PyTorch. Workers use `cpus=1`: workers with thread pools of their own oversubscribe the
-    cores (two workers fitting logistic regressions on 2 cores: 7-34 ms a fit instead of 3-5 ms,
-    OpenBLAS threads spinning), so tuning uses N cores through N workers. One torch thread also
-    makes the refit of a trial repeat it bit for bit."""
+    cores (OpenBLAS threads spinning), so tuning uses N cores through N workers. One torch thread
+    also makes the refit of a trial repeat it bit for bit."""
     saved_env = os.environ.get("LOKY_MAX_CPU_COUNT")
     os.environ["LOKY_MAX_CPU_COUNT"] = str(cpus)  # joblib reads it at each fit
     try:
@@ -139,6 +164,60 @@ def _worker_main(session: Session, worker: int) -> None:
         sys.exit(130)
 
 
+def log_trial_run(session: Session, family: str, study: optuna.Study, trial: FrozenTrial) -> None:
+    """A trial's child run of the session's run, in three MLflow calls (docs/tuning.md)."""
+    client = MlflowClient(session.tracking_uri)
+    run = client.create_run(
+        str(session.experiment_id),
+        start_time=_ms(trial.datetime_start),
+        tags=_trial_tags(session, family, study.study_name, trial),
+        run_name=f"{family}-trial-{trial.number}",
+    )
+    end = _ms(trial.datetime_complete)
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric(k, v, end, 0) for k, v in _trial_metrics(trial).items()],
+        params=[Param(f"{family}.{k}", str(v)) for k, v in trial.params.items()],
+    )
+    client.set_terminated(run.info.run_id, _RUN_STATUS.get(trial.state, "FAILED"), end_time=end)
+
+
+def _trial_tags(
+    session: Session, family: str, study_name: str, trial: FrozenTrial
+) -> dict[str, str]:
+    worker = trial.user_attrs.get("worker") or {}
+    tags = {
+        "mlflow.parentRunId": str(session.parent_run_id),
+        "mlops.step": "tune",
+        "mlops.family": family,
+        "mlops.study": study_name,
+        "mlops.trial": str(trial.number),
+        "mlops.trial_state": trial.state.name,
+        "mlops.worker": f"{worker.get('host')}:{worker.get('pid')}",
+    }
+    retried = trial.system_attrs.get("failed_trial")
+    if retried is not None:
+        tags["mlops.retry_of_trial"] = str(retried)
+    return tags
+
+
+def _trial_metrics(trial: FrozenTrial) -> dict[str, float]:
+    metrics = {"duration_s": trial.duration.total_seconds() if trial.duration else 0.0}
+    if trial.value is not None:
+        # The study's value: validation <metric>; for a pruned trial, its last epoch's.
+        metrics["objective"] = trial.value
+    metrics |= {f"validation_{k}": v for k, v in trial.user_attrs.get("validation", {}).items()}
+    if trial.intermediate_values:
+        # The per-epoch values stay in the study (plotted on the session's run): one metric
+        # value per epoch here would multiply what logging a trial costs.
+        metrics["epochs"] = len(trial.intermediate_values)
+    return metrics
+
+
+def _ms(moment: datetime | None) -> int:
+    return int((moment.timestamp() if moment else time.time()) * 1000)
+
+
 class Progress:
     """Finished trials over the target and the best values: a line redrawn in place on a
     terminal, else log lines. It reads the studies (storage round trips) at most once a second."""
@@ -156,12 +235,11 @@ class Progress:
             done += min(len(trials), self.target)
             if any(t.state == TrialState.COMPLETE for t in trials):
                 best.append(f"{family} {study.best_value:.4f}")
-        if done != self.shown:
-            self.shown = done
-            self._show(f"{done}/{self.target * len(self.studies)}", ", ".join(best))
-
-    def _show(self, done: str, best: str) -> None:
-        text = f"tune: {done} trials finished" + (f" (best: {best})" if best else "")
+        if done == self.shown:
+            return
+        self.shown = done
+        text = f"tune: {done}/{self.target * len(self.studies)} trials finished"
+        text += f" (best: {', '.join(best)})" if best else ""
         if not self.stream.isatty():
             log.info("%s", text)
             return

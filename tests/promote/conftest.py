@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from mlops.config import Config, ForestParams, LinearParams, load_config
 from mlops.data import load_prepared
 from mlops.prepare import prepare
-from mlops.registry import CHALLENGER, CHAMPION, PREVIOUS, find_alias, register
+from mlops.registry import CHALLENGER, CHAMPION, PREVIOUS, alias_version, register
 from mlops.tracking import configure_tracking, use_experiment
 from mlops.train import run_family
 from tests.conftest import FAST_OVERRIDES, REPO
@@ -69,15 +69,14 @@ def registry(built_registry: Registry) -> Registry:
     configure_tracking()
     client = MlflowClient()
     for alias in (CHALLENGER, CHAMPION, PREVIOUS):
-        if find_alias(MODEL, alias) is not None:
+        if alias_version(MODEL, alias) is not None:
             client.delete_registered_model_alias(MODEL, alias)
     mlflow.set_tracking_uri(f"sqlite:///{built_registry.tmp / 'mlflow.db'}")
     return built_registry
 
 
 def aliases() -> dict[str, str | None]:
-    found = {alias: find_alias(MODEL, alias) for alias in (CHALLENGER, CHAMPION, PREVIOUS)}
-    return {alias: None if v is None else str(v.version) for alias, v in found.items()}
+    return {alias: alias_version(MODEL, alias) for alias in (CHALLENGER, CHAMPION, PREVIOUS)}
 
 
 def point(alias: str, version: str) -> None:

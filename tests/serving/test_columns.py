@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from mlops.features import build_preprocessor
+from mlops.models.families import build_preprocessor
 from mlops.serving import model as served
 from mlops.serving.columns import ColumnsPath, columns_path
 from mlops.serving.model import EstimatorPredictor, Options, load_model

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mlops.config import Config
 from mlops.prepare import prepare
-from mlops.tuning.session import process_context
+from mlops.tuning.workers import process_context
 from tests.conftest import ConfigFactory
 from tests.e2e.helpers import config_args, run_main
 

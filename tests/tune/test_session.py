@@ -22,7 +22,7 @@ from mlops.data import load_prepared
 from mlops.errors import TuneError
 from mlops.prepare import prepare
 from mlops.tune import TuneResult, check_finished, run_session, tune
-from mlops.tuning.summary import StudySummary
+from mlops.tuning.study import StudySummary
 from tests.conftest import FAST_OVERRIDES, REPO
 from tests.tune.conftest import TUNE_FAST, TuneConfigFactory
 

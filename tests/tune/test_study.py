@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from mlops.config import Config, MLPParams, load_config
 from mlops.errors import ConfigError
-from mlops.tuning.space import suggest, trial_params
+from mlops.tuning.objective import suggest, trial_params
 from mlops.tuning.study import budget, has_target, open_storage, open_study, study_name
 from tests.conftest import REPO
 

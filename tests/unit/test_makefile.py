@@ -138,7 +138,7 @@ def planned_steps(repo: Path, env: dict[str, str], *args: str) -> list[str]:
         ("mlops/serving/app.py", []),
         ("mlops/serving/model.py", []),
         ("mlops/train.py", ["train", "tune", "promote"]),
-        ("mlops/tuning/space.py", ["tune", "promote"]),
+        ("mlops/tuning/objective.py", ["tune", "promote"]),
         ("mlops/gates.py", ["promote"]),
         ("mlops/validation.py", STEPS),
         ("configs/default.yaml", STEPS),
