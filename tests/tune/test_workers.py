@@ -68,8 +68,10 @@ def test_killed_worker_trial_is_failed_and_retried_while_the_others_carry_on(
     prepared: Config, optuna_storage: str, tmp_path: Path
 ) -> None:
     # Two tuning processes on one study, as two machines would run; one is killed mid-trial.
-    # Six trials: the survivor still starts trials after the killed one's grace period (3 s).
-    args = tune_args(tmp_path, *SLOW_TRIALS, "tune.trials=6")
+    # Eight trials: the survivor still starts trials after the killed one's grace period (3 s);
+    # with six it sometimes reached the target first, and a dead trial the target no longer
+    # needs is left as it is (docs/tuning.md).
+    args = tune_args(tmp_path, *SLOW_TRIALS, "tune.trials=8")
     first = start_tune(tmp_path / "first.log", *args)
     second = start_tune(tmp_path / "second.log", *args)
     victim = wait_for_running_trial(optuna_storage, first, min_finished=1)
@@ -82,7 +84,7 @@ def test_killed_worker_trial_is_failed_and_retried_while_the_others_carry_on(
     for process in (first, second):
         process.join(timeout=30)
     study = only_study(optuna_storage)
-    assert len(finished(study)) == 6
+    assert len(finished(study)) == 8
     killed = study.trials[victim.number]
     assert killed.state == TrialState.FAIL
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
