@@ -275,6 +275,8 @@ class ServeConfig:
     keep_alive_s: float = 5.0
     # Histogram buckets of mlops_prediction_value (regressors); match them to the target's scale.
     prediction_buckets: tuple[float, ...] = (0.0, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000)
+    # Drift gauges compare the last this-many predicted rows with the training bins (0 = off).
+    drift_window_rows: int = 10_000
 
 
 @dataclass(frozen=True)

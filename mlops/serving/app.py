@@ -57,7 +57,7 @@ class AppFactory:
 
 
 def create_app(settings: ServerSettings) -> Starlette:
-    metrics = Metrics(settings.serve.prediction_buckets)
+    metrics = Metrics(settings.serve.prediction_buckets, settings.serve.drift_window_rows)
     routes = [
         *mlflow_protocol.routes(),
         *v2.routes(),

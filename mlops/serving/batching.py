@@ -142,6 +142,7 @@ class Batcher:
     def _observe_alone(self, job: Job, started: float, seconds: float, part: Prediction) -> None:
         self.metrics.observe_batch([started - job.enqueued])
         self.metrics.observe_predict(job.model, seconds, [part])
+        self.metrics.drift_window.observe(job.model, [job.table], [part])
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
@@ -210,6 +211,10 @@ class Batcher:
             for job, part in zip(batch, parts, strict=True):
                 if not job.future.done():
                     job.future.set_result(part)
+            # After the answers: set_result queued their tasks first, and they write them.
+            tables = [job.table for job in batch]
+            loop = asyncio.get_running_loop()
+            loop.call_soon(self.metrics.drift_window.observe, batch[0].model, tables, parts)
         finally:
             self._running -= 1
             self._slots.release()
@@ -238,6 +243,7 @@ class Batcher:
         self.metrics.observe_predict(job.model, time.perf_counter() - started, [part])
         if not job.future.done():
             job.future.set_result(part)
+        self.metrics.drift_window.observe(job.model, [job.table], [part])
 
 
 def _fit_for_the_loop(model: ServedModel, n_rows: int) -> bool:
