@@ -35,6 +35,29 @@ if TYPE_CHECKING:
 # bucket training never saw adds nothing, while 5 % of the window there adds about 0.3.
 EPSILON = 1e-4
 PUBLISH_INTERVAL_S = 1.0  # gauges lag the window by at most this much between scrapes
+# Name, help, labels and how /metrics merges workers' values: the largest PSI and missing ratio
+# of any worker, the sum of their windows.
+_GAUGES: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    (
+        "mlops_feature_drift_psi",
+        "PSI of each column's values in the drift window against the training split.",
+        ("column",),
+        "livemax",
+    ),
+    (
+        "mlops_feature_missing_ratio",
+        "Share of the drift window's rows missing each column.",
+        ("column",),
+        "livemax",
+    ),
+    ("mlops_drift_window_rows", "Rows in the drift window.", (), "livesum"),
+    (
+        "mlops_prediction_drift_psi",
+        "PSI of the drift window's predictions against the validation split's.",
+        (),
+        "livemax",
+    ),
+)
 _NUMERIC_KINDS = ("number", "integer")
 _CATEGORICAL_KINDS = ("string", "boolean")
 
@@ -48,13 +71,6 @@ def _terms(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
     a, e = np.maximum(actual, EPSILON), np.maximum(expected, EPSILON)
     terms: np.ndarray = (a - e) * np.log(a / e)
     return terms
-
-
-def numeric_buckets(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Bucket of each value: its bin by `edges` (as in mlops/profile.py), or `len(edges) + 1`
-    for a missing value (NaN)."""
-    found = np.searchsorted(edges, values, side="right")
-    return np.where(np.isnan(values), edges.size + 1, found)
 
 
 @dataclass(frozen=True)
@@ -101,7 +117,7 @@ class Reference:
     prediction: _Numeric | _Categorical | None
     expected: np.ndarray  # share of each bucket
     starts: np.ndarray  # first bucket of each column
-    missing: np.ndarray  # the missing bucket of each feature column
+    missing: np.ndarray  # the missing bucket of each column
 
     @property
     def size(self) -> int:
@@ -303,49 +319,20 @@ class DriftMonitor:
         rows_gauge.set(window.filled)
         if not window.filled:
             return
-        reference, by_column = window.reference, window.psi()
+        names, by_column = window.reference.names, window.psi().tolist()
         for name, value, ratio in zip(
-            reference.names, by_column.tolist(), window.missing_ratio().tolist(), strict=False
+            names, by_column, window.missing_ratio().tolist(), strict=False
         ):
             psi_gauge.labels(name).set(value)
             missing_gauge.labels(name).set(ratio)
-        if prediction:
+        if prediction:  # the last column
             prediction[0].set(by_column[-1])
 
 
 def _gauges(registry: CollectorRegistry, reference: Reference) -> list[Gauge]:
-    """Feature PSI, missing ratio, window rows and (when the predictions are profiled) the
-    prediction PSI. With several workers, /metrics shows the largest PSI and ratio of any worker
-    and the sum of their windows."""
-    gauges = [
-        Gauge(
-            "mlops_feature_drift_psi",
-            "PSI of each column's values in the drift window against the training split.",
-            ["column"],
-            multiprocess_mode="livemax",
-            registry=registry,
-        ),
-        Gauge(
-            "mlops_feature_missing_ratio",
-            "Share of the drift window's rows missing each column.",
-            ["column"],
-            multiprocess_mode="livemax",
-            registry=registry,
-        ),
-        Gauge(
-            "mlops_drift_window_rows",
-            "Rows in the drift window (serve.drift_window_rows at most per worker).",
-            multiprocess_mode="livesum",
-            registry=registry,
-        ),
+    """Feature PSI, missing ratio, window rows and, when the predictions are profiled, their PSI."""
+    specs = _GAUGES if reference.prediction is not None else _GAUGES[:3]
+    return [
+        Gauge(name, doc, labels, multiprocess_mode=mode, registry=registry)
+        for name, doc, labels, mode in specs
     ]
-    if reference.prediction is not None:
-        gauges.append(
-            Gauge(
-                "mlops_prediction_drift_psi",
-                "PSI of the drift window's predictions against the validation split's.",
-                multiprocess_mode="livemax",
-                registry=registry,
-            )
-        )
-    return gauges

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -26,7 +27,7 @@ from mlops.models.families import FitInputs, fit_family
 from mlops.models.logged import log_model
 from mlops.profile import build_profile, prediction_profile, quantile_bins
 from mlops.registry import register
-from mlops.serving.drift import DriftMonitor, Window, numeric_buckets, psi, reference
+from mlops.serving.drift import DriftMonitor, Reference, Window, psi, reference
 from mlops.serving.schema import Column, InputSchema
 from mlops.serving.settings import check_serve_config
 from tests.conftest import mixed_frame
@@ -131,11 +132,15 @@ def test_psi_floors_empty_buckets_instead_of_going_infinite() -> None:
     assert np.isfinite(value) and value > 1.0
 
 
-def test_training_values_in_their_own_bins_give_psi_zero() -> None:
-    values = np.random.default_rng(0).normal(size=1000)
-    bins = quantile_bins(values)
-    counts = np.bincount(numeric_buckets(values, np.array(bins["edges"])), minlength=12)
-    assert psi(counts[:10] / values.size, np.array(bins["shares"])) == pytest.approx(0.0)
+def test_training_rows_in_their_own_bins_give_psi_zero() -> None:
+    income = np.random.default_rng(0).normal(size=1000)
+    income[::10] = np.nan
+    profile = build_profile(
+        pd.DataFrame({"income": income, "y": 0}), {"income": "numeric"}, "y", ""
+    )
+    window = Window(_reference({"income": profile["columns"]["income"]}), rows=1000)
+    window.add(window.reference.buckets(np.column_stack([income, income, income]), income))
+    assert window.psi() == pytest.approx([0.0])
 
 
 def test_deciles_give_ten_bins_of_a_tenth() -> None:
@@ -158,10 +163,18 @@ def test_an_all_missing_column_has_one_empty_bin() -> None:
     assert quantile_bins(np.full(5, np.nan)) == {"edges": [], "shares": [0.0]}
 
 
-def test_missing_values_fall_in_the_bucket_after_the_bins() -> None:
-    edges = np.array([1.0, 2.0])
-    found = numeric_buckets(np.array([0.5, 1.0, 5.0, np.nan]), edges)
-    assert found.tolist() == [0, 1, 2, 3]
+def test_values_fall_in_bins_closed_on_the_left_and_missing_after_them() -> None:
+    bins = {"edges": [1.0, 2.0], "shares": [0.3, 0.3, 0.3]}
+    found = _reference({"income": {"bins": bins, "missing_fraction": 0.1}})
+    data = np.array([[v, 0.0, ""] for v in (0.5, 1.0, 5.0, np.nan)], dtype=object)
+    assert found.buckets(data, np.zeros(4)).ravel().tolist() == [0, 1, 2, 3]
+    assert found.expected.tolist() == [0.3, 0.3, 0.3, 0.1]
+
+
+def _reference(columns: dict[str, Any]) -> Reference:
+    found = reference(SCHEMA, {"data_profile": {"columns": columns}})
+    assert found is not None
+    return found
 
 
 def test_unseen_categories_and_missing_get_their_own_buckets() -> None:
@@ -180,10 +193,7 @@ def test_a_profile_without_bins_has_no_reference() -> None:
 
 
 def _window(rows: int) -> Window:
-    profile = {"columns": {"income": {"bins": {"edges": [0.0], "shares": [0.5, 0.5]}}}}
-    found = reference(SCHEMA, {"data_profile": profile})
-    assert found is not None
-    return Window(found, rows)
+    return Window(_reference({"income": {"bins": {"edges": [0.0], "shares": [0.5, 0.5]}}}), rows)
 
 
 def test_the_window_fills_then_slides_over_the_last_rows() -> None:
