@@ -1,7 +1,8 @@
 """The models `make bench` serves: our three families on the breast-cancer data, in a temp store.
 
 Trained with the pipeline's own code (`fit_family`, `log_model`, `register`), so they are exactly
-what production serves: signature, input example, data profile, skops or models-from-code. Kept
+what production serves: signature, input example, data and prediction profiles (drift bins),
+skops or models-from-code. Kept
 small so the benchmark trains them in seconds: a 100-tree forest, a (64, 32) MLP.
 """
 
@@ -17,7 +18,7 @@ from mlops.config import ForestParams, LinearParams, MLPParams
 from mlops.models.families import FamilyParams, FitInputs, fit_family
 from mlops.models.logged import log_model
 from mlops.models.torch_mlp import torch_thread_limit
-from mlops.profile import build_profile
+from mlops.profile import build_profile, prediction_profile
 from mlops.registry import CHAMPION, register
 from mlops.tracking import use_experiment
 
@@ -52,7 +53,9 @@ def register_bench_models(families: list[str]) -> list[BenchModel]:
         with torch_thread_limit(1):  # one thread: a small MLP trains about 10x faster
             model = fit_family(family, FAMILIES[family], inputs)
         with mlflow.start_run(run_name=f"bench-{family}"):
-            uri = log_model(model, family, frame, metadata).model_uri
+            predictions = prediction_profile(model.predict(frame), "classification")
+            logged = {**metadata, "prediction_profile": predictions}
+            uri = log_model(model, family, frame, logged).model_uri
         name = f"bench-{family.replace('_', '-')}"
         register(uri, name, CHAMPION, {"purpose": "make bench"})
         models.append(BenchModel(family, f"models:/{name}@{CHAMPION}"))

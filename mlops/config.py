@@ -282,6 +282,8 @@ class ServeConfig:
         500.0,
         1000.0,
     )
+    # Drift gauges compare the last this-many predicted rows with the training bins (0 = off).
+    drift_window_rows: Int = 10_000
 
 
 @dataclass(frozen=True, kw_only=True)

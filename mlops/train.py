@@ -24,6 +24,7 @@ from mlops.evaluate import check_metric, evaluate, greater_is_better, permutatio
 from mlops.models.families import FamilyParams, FitInputs, family_params, fit_family
 from mlops.models.logged import log_model
 from mlops.models.torch_mlp import EpochCallback, TorchMLP
+from mlops.profile import prediction_profile
 from mlops.provenance import git_commit
 from mlops.registry import CHALLENGER, register
 from mlops.tracking import configure_tracking, use_experiment
@@ -92,7 +93,8 @@ def run_family(
         clock.append(time.perf_counter())
         scores = _log_evaluation(config, model, prepared)
         clock.append(time.perf_counter())
-        info = log_model(model, family, prepared.xy("train")[0], _metadata(prepared))
+        metadata = _metadata(prepared, _predictions(config, model, prepared))
+        info = log_model(model, family, prepared.xy("train")[0], metadata)
         clock.append(time.perf_counter())
         durations = [end - start for start, end in itertools.pairwise(clock)]
         names = ("fit_seconds", "evaluate_seconds", "log_model_seconds")
@@ -139,9 +141,16 @@ def _figures(model: Any, features: pd.DataFrame, target: pd.Series, task: str) -
     return figures
 
 
-def _metadata(prepared: PreparedData) -> dict[str, Any]:
+def _predictions(config: Config, model: Any, prepared: PreparedData) -> dict[str, Any]:
+    """The fitted model's own predictions on the validation split: the server's reference for
+    prediction drift."""
+    return prediction_profile(model.predict(prepared.xy("validation")[0]), config.data.task)
+
+
+def _metadata(prepared: PreparedData, predictions: dict[str, Any]) -> dict[str, Any]:
     return {
         "data_profile": prepared.profile,
+        "prediction_profile": predictions,
         "data_digest": prepared.digest,
         "git_commit": git_commit(),
     }

@@ -46,7 +46,7 @@ _HTTP_MESSAGES = {404: "not found", 405: "method not allowed"}
 
 
 def create_app(settings: ServerSettings) -> Starlette:
-    metrics = Metrics(settings.serve.prediction_buckets)
+    metrics = Metrics(settings.serve.prediction_buckets, settings.serve.drift_window_rows)
     routes = [
         *mlflow_protocol.routes(),
         *v2.routes(),

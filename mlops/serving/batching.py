@@ -174,6 +174,11 @@ class Batcher:
         for job, part in zip(batch, parts, strict=True):
             if not job.future.done():
                 job.future.set_result(part)
+        # After the answers: set_result queued their tasks first, and they write them.
+        tables = [job.table for job in batch]
+        asyncio.get_running_loop().call_soon(
+            self.metrics.drift_window.observe, batch[0].model, tables, parts
+        )
         return True
 
     async def _call(self, batch: list[Job]) -> list[Prediction]:

@@ -27,6 +27,8 @@ from prometheus_client import (
     multiprocess,
 )
 
+from mlops.serving.drift import DriftMonitor
+
 if TYPE_CHECKING:
     from mlops.serving.model import Prediction, ServedModel
 
@@ -41,7 +43,7 @@ def multiprocess_mode() -> bool:
 
 
 class Metrics:
-    def __init__(self, prediction_buckets: Sequence[float]) -> None:
+    def __init__(self, prediction_buckets: Sequence[float], drift_window_rows: int = 0) -> None:
         self.multiprocess = multiprocess_mode()
         self.registry = registry = CollectorRegistry()
         if not self.multiprocess:  # per-process collectors cannot be merged across workers
@@ -79,6 +81,7 @@ class Metrics:
         )
         self._batch_metrics(registry, prediction_buckets)
         self._model_metrics(registry)
+        self.drift_window = DriftMonitor(registry, drift_window_rows)
 
     def _batch_metrics(self, registry: CollectorRegistry, buckets: Sequence[float]) -> None:
         latency = partial(Histogram, buckets=LATENCY_BUCKETS, registry=registry)
@@ -134,6 +137,7 @@ class Metrics:
         )
 
     def exposition(self) -> bytes:
+        self.drift_window.publish()
         if not self.multiprocess:
             return bytes(generate_latest(self.registry))
         merged = CollectorRegistry()
@@ -178,6 +182,7 @@ class Metrics:
         self.model_info.labels(*_info_labels(model)).set(1)
         self.load_seconds.set(model.load_seconds)
         self.loads.labels(kind, "success").inc()
+        self.drift_window.reset(model)
 
 
 def _info_labels(model: ServedModel) -> tuple[str, str, str, str]:

@@ -29,6 +29,7 @@ from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 
 from mlops.serving.columns import columns_path, fitted_steps
+from mlops.serving.drift import Reference, reference
 from mlops.serving.errors import InputError, ModelLoadError
 from mlops.serving.forest import forest_path
 from mlops.serving.schema import InputSchema, OutputSpec, data_profile, input_schema, output_spec
@@ -128,6 +129,7 @@ class ServedModel:
     task: str = ""
     load_seconds: float = 0.0
     torch_threads: int | None = None  # set when the model imported torch: its intra-op threads
+    drift: Reference | None = None  # training bins to watch drift against (drift.py), if any
 
     @property
     def classes(self) -> tuple[Any, ...]:
@@ -176,6 +178,7 @@ def load_model(source: ModelSource, warmup_rows: int, threads: int) -> ServedMod
         fast_path=isinstance(predictor, EstimatorPredictor),
         task=str((profile or {}).get("task", "")),
         torch_threads=torch_threads,
+        drift=reference(schema, pyfunc_model.metadata.metadata),
     )
     warm_up(model, pyfunc_model.input_example, warmup_rows)
     seconds = time.perf_counter() - started

@@ -82,7 +82,7 @@ def check_serve_config(serve: ServeConfig) -> None:
     for name in timings:
         if getattr(serve, name) <= 0:
             raise ConfigError(f"serve.{name} must be positive, got {getattr(serve, name)!r}")
-    for name in ("max_batch_wait_ms", "reload_interval_s", "drain_timeout_s"):
+    for name in ("max_batch_wait_ms", "reload_interval_s", "drain_timeout_s", "drift_window_rows"):
         if getattr(serve, name) < 0:
             raise ConfigError(f"serve.{name} must not be negative, got {getattr(serve, name)!r}")
     if not 0 < serve.port < 65536:

@@ -66,6 +66,18 @@ def test_best_run_is_registered_as_challenger_and_predicts(trained_default: Path
     assert "columns" in model.metadata.metadata["data_profile"]
 
 
+def test_the_model_carries_drift_bins_and_its_validation_predictions(
+    trained_default: Path,
+) -> None:
+    metadata = mlflow.pyfunc.load_model(CHALLENGER).metadata.metadata
+    for column in metadata["data_profile"]["columns"].values():
+        shares = column["bins"]["shares"]
+        assert len(shares) == len(column["bins"]["edges"]) + 1
+        assert sum(shares) + column["missing_fraction"] == pytest.approx(1.0)
+    predicted = metadata["prediction_profile"]["shares"]
+    assert set(predicted) <= {"0", "1"} and sum(predicted.values()) == pytest.approx(1.0)
+
+
 def test_logged_requirements_are_honest(trained_default: Path) -> None:
     client = MlflowClient()
     runs = mlflow.search_runs(
@@ -111,6 +123,8 @@ def test_regression_config_trains_and_registers(mlflow_store: str, tmp_path: Pat
     test = pd.read_parquet(tmp_path / "prepared" / "test.parquet")
     predictions = np.asarray(model.predict(test.drop(columns=["target"])))
     assert predictions.dtype.kind == "f" and np.isfinite(predictions).all()
+    predicted = model.metadata.metadata["prediction_profile"]
+    assert len(predicted["edges"]) == 9 and sum(predicted["shares"]) == pytest.approx(1.0)
     runs = mlflow.search_runs(
         experiment_names=["diabetes"], filter_string="tags.`mlops.step` = 'train'"
     )

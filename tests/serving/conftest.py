@@ -26,7 +26,7 @@ from mlops.config import LinearParams, MLPParams
 from mlops.models.families import FamilyParams, FitInputs, fit_family
 from mlops.models.logged import log_model
 from mlops.models.torch_mlp import torch_thread_limit
-from mlops.profile import build_profile
+from mlops.profile import build_profile, prediction_profile
 from mlops.registry import register
 from mlops.serving.model import load_model
 from mlops.serving.schema import InputSchema
@@ -119,7 +119,12 @@ def log_ours(
     inputs = FitInputs((frame, target), (frame, target), kinds, task, seed=0)
     model = fit_family(family, params, inputs)
     profile = build_profile(frame.assign(target=target), kinds, "target", task)
-    metadata = {"data_profile": profile, "data_digest": "test", "git_commit": "test"}
+    metadata = {
+        "data_profile": profile,
+        "prediction_profile": prediction_profile(model.predict(frame), task),
+        "data_digest": "test",
+        "git_commit": "test",
+    }
     with mlflow.start_run():
         return str(log_model(model, family, frame, metadata).model_uri)
 

@@ -1,0 +1,338 @@
+"""Drift: the rows a server predicted, in a sliding window, against the training distributions.
+
+A model trained by our pipeline carries, in its metadata, bins of every training column and of its
+predictions on the validation split (mlops/profile.py). `reference` turns them into buckets: per
+numeric column its bins plus "missing", per categorical column its categories plus "other" (unseen
+in training) plus "missing", and the prediction's classes plus "other" or its bins. Each predicted
+row becomes one bucket index per column, kept in a ring of the last `serve.drift_window_rows` rows
+with running counts per bucket, so the window slides by subtracting the rows it drops. Gauges:
+`mlops_feature_drift_psi{column}`, `mlops_feature_missing_ratio{column}`,
+`mlops_prediction_drift_psi` and `mlops_drift_window_rows`, set at most once a second and on every
+scrape. A model without bins (logged before them, or not by our pipeline) exports none.
+
+The batcher hands each predicted batch over on the event loop's next turn, after the answers are
+written, so the work (tens of microseconds a batch) is off the requests' path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Gauge
+
+from mlops.serving.schema import InputSchema
+
+if TYPE_CHECKING:
+    from mlops.serving.model import Prediction, ServedModel
+    from mlops.serving.validate import Table
+
+# Shares are floored here before the PSI's logarithm: a bucket empty on one side would otherwise
+# count as infinite drift. 1e-4 is one row of the default 10 000-row window, so a lone row in a
+# bucket training never saw adds nothing, while 5 % of the window there adds about 0.3.
+EPSILON = 1e-4
+PUBLISH_INTERVAL_S = 1.0  # gauges lag the window by at most this much between scrapes
+# Name, help, labels and how /metrics merges workers' values: the largest PSI and missing ratio
+# of any worker, the sum of their windows.
+_GAUGES: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    (
+        "mlops_feature_drift_psi",
+        "PSI of each column's values in the drift window against the training split.",
+        ("column",),
+        "livemax",
+    ),
+    (
+        "mlops_feature_missing_ratio",
+        "Share of the drift window's rows missing each column.",
+        ("column",),
+        "livemax",
+    ),
+    ("mlops_drift_window_rows", "Rows in the drift window.", (), "livesum"),
+    (
+        "mlops_prediction_drift_psi",
+        "PSI of the drift window's predictions against the validation split's.",
+        (),
+        "livemax",
+    ),
+)
+_NUMERIC_KINDS = ("number", "integer")
+_CATEGORICAL_KINDS = ("string", "boolean")
+
+
+def psi(actual: np.ndarray, expected: np.ndarray) -> float:
+    """Population stability index of two distributions over the same buckets (shares)."""
+    return float(_terms(actual, expected).sum())
+
+
+def _terms(actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    a, e = np.maximum(actual, EPSILON), np.maximum(expected, EPSILON)
+    terms: np.ndarray = (a - e) * np.log(a / e)
+    return terms
+
+
+@dataclass(frozen=True)
+class _Numeric:
+    """Every binned numeric column at once: edges padded with +inf to a (columns, edges) array."""
+
+    positions: np.ndarray  # the columns' places in a request table
+    edges: np.ndarray
+    missing: np.ndarray  # each column's missing bucket, counted from its first
+    starts: np.ndarray  # each column's first bucket
+
+    def buckets(self, data: np.ndarray) -> np.ndarray:
+        values = data[:, self.positions].astype(np.float64, copy=False)
+        # The count of edges <= value is searchsorted(side="right"), for every column at once,
+        # an edge rank at a time: 3x faster than one (rows, columns, edges) comparison.
+        found = np.zeros(values.shape, dtype=np.int64)
+        for edges in self.edges.T:
+            found += edges <= values
+        buckets: np.ndarray = np.where(np.isnan(values), self.missing, found) + self.starts
+        return buckets
+
+
+@dataclass(frozen=True)
+class _Categorical:
+    position: int  # in a request table (unused for the predictions)
+    lookup: Mapping[str, int]  # label -> bucket
+    other: int
+    missing: int
+
+    def buckets(self, values: Sequence[Any] | np.ndarray) -> np.ndarray:
+        lookup, other, missing = self.lookup, self.other, self.missing
+        found = [missing if v is None else lookup.get(str(v), other) for v in values]
+        return np.array(found, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The buckets of a model's drift columns (features, then the prediction if profiled) and the
+    share of each in training (or on the validation split, for the prediction)."""
+
+    names: tuple[str, ...]  # feature columns, in bucket order
+    numeric: _Numeric | None
+    categorical: tuple[_Categorical, ...]
+    prediction: _Numeric | _Categorical | None
+    expected: np.ndarray  # share of each bucket
+    starts: np.ndarray  # first bucket of each column
+    missing: np.ndarray  # the missing bucket of each column
+
+    @property
+    def size(self) -> int:
+        return int(self.expected.size)
+
+    @property
+    def width(self) -> int:
+        return len(self.names) + (self.prediction is not None)
+
+    def buckets(self, data: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+        """(rows, width) bucket indices of a batch's rows, then of their predictions when the
+        prediction is profiled (`predictions` is ignored otherwise)."""
+        parts = [] if self.numeric is None else [self.numeric.buckets(data)]
+        parts += [c.buckets(data[:, c.position])[:, None] for c in self.categorical]
+        if isinstance(self.prediction, _Numeric):
+            parts.append(self.prediction.buckets(predictions.astype(np.float64)[:, None]))
+        elif self.prediction is not None:
+            parts.append(self.prediction.buckets(predictions.tolist())[:, None])
+        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+
+    def psi(self, counts: np.ndarray, rows: int) -> np.ndarray:
+        """PSI of each column (features, then the prediction) of `rows` rows' bucket counts."""
+        by_column: np.ndarray = np.add.reduceat(_terms(counts / rows, self.expected), self.starts)
+        return by_column
+
+
+def reference(schema: InputSchema, metadata: Mapping[str, Any] | None) -> Reference | None:
+    """The drift reference of a model's metadata; None when it has no bins."""
+    profile = (metadata or {}).get("data_profile")
+    described = profile.get("columns", {}) if isinstance(profile, dict) else {}
+    numeric: list[tuple[str, int, dict[str, Any]]] = []
+    categorical: list[tuple[str, int, dict[str, Any]]] = []
+    for position, column in enumerate(schema.columns):
+        found = described.get(column.name) or {}
+        if column.kind in _NUMERIC_KINDS and "bins" in found:
+            numeric.append((column.name, position, found))
+        elif column.kind in _CATEGORICAL_KINDS and "shares" in found:
+            categorical.append((column.name, position, found))
+    if not numeric and not categorical:
+        return None
+    layout = _Layout()
+    numbers = layout.numeric([p for _, p, _ in numeric], [_with_missing(f) for _, _, f in numeric])
+    labels = tuple(layout.categorical(p, f) for _, p, f in categorical)
+    return Reference(
+        names=tuple(name for name, _, _ in numeric + categorical),
+        numeric=numbers,
+        categorical=labels,
+        prediction=layout.prediction((metadata or {}).get("prediction_profile")),
+        expected=np.array(layout.shares, dtype=np.float64),
+        starts=np.array(layout.starts, dtype=np.int64),
+        missing=np.array(layout.missing, dtype=np.int64),
+    )
+
+
+def _with_missing(found: dict[str, Any]) -> dict[str, Any]:
+    return {**found["bins"], "missing_fraction": found.get("missing_fraction", 0.0)}
+
+
+class _Layout:
+    """Lays the buckets out column after column (values, then "other" for categories, then
+    "missing"), collecting each bucket's expected share."""
+
+    def __init__(self) -> None:
+        self.shares: list[float] = []
+        self.starts: list[int] = []
+        self.missing: list[int] = []
+
+    def numeric(self, positions: list[int], bins: list[dict[str, Any]]) -> _Numeric | None:
+        """`bins`: edges, shares and missing_fraction of each column."""
+        if not positions:
+            return None
+        edges = np.full((len(bins), max(1, *(len(b["edges"]) for b in bins))), np.inf)
+        for i, found in enumerate(bins):
+            edges[i, : len(found["edges"])] = found["edges"]
+            self._add(found["shares"], [], found.get("missing_fraction", 0.0))
+        return _Numeric(
+            positions=np.array(positions, dtype=np.int64),
+            edges=edges,
+            missing=np.array([len(b["shares"]) for b in bins], dtype=np.int64),
+            starts=np.array(self.starts[-len(bins) :], dtype=np.int64),
+        )
+
+    def categorical(self, position: int, found: dict[str, Any]) -> _Categorical:
+        shares: dict[str, float] = found["shares"]
+        start = self._add(list(shares.values()), [0.0], found.get("missing_fraction", 0.0))
+        lookup = {str(label): start + i for i, label in enumerate(shares)}
+        return _Categorical(position, lookup, start + len(shares), self.missing[-1])
+
+    def prediction(self, found: Any) -> _Numeric | _Categorical | None:
+        if not isinstance(found, dict):
+            return None
+        if isinstance(found.get("shares"), dict):
+            return self.categorical(0, found)
+        if "edges" in found and "shares" in found:
+            return self.numeric([0], [found])
+        return None
+
+    def _add(self, shares: list[float], other: list[float], missing: float) -> int:
+        start = len(self.shares)
+        self.starts.append(start)
+        self.shares.extend(float(s) for s in [*shares, *other, missing])
+        self.missing.append(len(self.shares) - 1)
+        return start
+
+
+class Window:
+    """The bucket indices of the last `rows` rows (a ring) and how many rows fall in each bucket.
+    Slots not yet filled hold an extra bucket past the reference's, counted and never read."""
+
+    def __init__(self, reference: Reference, rows: int) -> None:
+        self.reference = reference
+        self.rows = rows
+        self.filled = 0
+        self._ring = np.full((rows, reference.width), reference.size, dtype=np.int32)
+        self._counts = np.zeros(reference.size + 1, dtype=np.int64)
+        self._head = 0
+
+    def add(self, buckets: np.ndarray) -> None:
+        """Slide the window over a batch's (rows, width) bucket indices."""
+        new = buckets[-self.rows :]
+        end = self._head + len(new)
+        slots = (
+            slice(self._head, end) if end <= self.rows else np.arange(self._head, end) % self.rows
+        )
+        size = self._counts.size
+        self._counts -= np.bincount(self._ring[slots].ravel(), minlength=size)
+        self._counts += np.bincount(new.ravel(), minlength=size)
+        self._ring[slots] = new
+        self._head = (self._head + len(new)) % self.rows
+        self.filled = min(self.rows, self.filled + len(new))
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self._counts[: self.reference.size]
+
+    def psi(self) -> np.ndarray:
+        return self.reference.psi(self.counts, max(1, self.filled))
+
+    def missing_ratio(self) -> np.ndarray:
+        features = self.reference.missing[: len(self.reference.names)]
+        ratio: np.ndarray = self.counts[features] / max(1, self.filled)
+        return ratio
+
+
+class DriftMonitor:
+    """The window of the model being served and the four drift gauges. Every method runs on the
+    event loop. The gauges exist only while the model has bins: they are created for a model
+    with bins and unregistered when it is replaced (with several workers, prometheus-client keeps
+    the last values of a replaced model's columns in its files)."""
+
+    def __init__(self, registry: CollectorRegistry, window_rows: int) -> None:
+        self.registry = registry
+        self.window_rows = window_rows
+        self.window: Window | None = None
+        self._model: object | None = None
+        self._gauges: list[Gauge] = []
+        self._pending: asyncio.TimerHandle | None = None
+        self._stale = False
+
+    def reset(self, model: ServedModel) -> None:
+        """A new model is serving: an empty window over its buckets, or none without bins."""
+        self._model = model
+        for gauge in self._gauges:
+            self.registry.unregister(gauge)
+        self._gauges = []
+        found = model.drift if self.window_rows > 0 else None
+        self.window = Window(found, self.window_rows) if found is not None else None
+        if self.window is not None:
+            self._gauges = _gauges(self.registry, self.window.reference)
+            self._stale = True
+            self.publish()
+
+    def observe(
+        self, model: ServedModel, tables: Sequence[Table], parts: Sequence[Prediction]
+    ) -> None:
+        """Add a predicted batch to the window (one job's rows per table, its answer per part);
+        batches of a replaced model are dropped."""
+        window = self.window
+        if window is None or model is not self._model:
+            return
+        data = tables[0].data if len(tables) == 1 else np.concatenate([t.data for t in tables])
+        predictions = np.concatenate([part.values for part in parts], axis=None)
+        if len(predictions) != len(data):  # not one prediction per row: nothing to compare
+            return
+        window.add(window.reference.buckets(data, predictions))
+        self._stale = True
+        if self._pending is None:
+            loop = asyncio.get_running_loop()
+            self._pending = loop.call_later(PUBLISH_INTERVAL_S, self.publish)
+
+    def publish(self) -> None:
+        """Set the gauges from the window (on a timer after a batch, and before each scrape)."""
+        self._pending = None
+        window = self.window
+        if window is None or not self._stale:
+            return
+        self._stale = False
+        psi_gauge, missing_gauge, rows_gauge, *prediction = self._gauges
+        rows_gauge.set(window.filled)
+        if not window.filled:
+            return
+        names, by_column = window.reference.names, window.psi().tolist()
+        for name, value, ratio in zip(
+            names, by_column, window.missing_ratio().tolist(), strict=False
+        ):
+            psi_gauge.labels(name).set(value)
+            missing_gauge.labels(name).set(ratio)
+        if prediction:  # the last column
+            prediction[0].set(by_column[-1])
+
+
+def _gauges(registry: CollectorRegistry, reference: Reference) -> list[Gauge]:
+    """Feature PSI, missing ratio, window rows and, when the predictions are profiled, their PSI."""
+    specs = _GAUGES if reference.prediction is not None else _GAUGES[:3]
+    return [
+        Gauge(name, doc, labels, multiprocess_mode=mode, registry=registry)
+        for name, doc, labels, mode in specs
+    ]
