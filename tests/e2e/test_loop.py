@@ -12,6 +12,7 @@ the new holdout. The server reloads while a client keeps sending requests: every
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import threading
 import time
@@ -38,6 +39,7 @@ PIPELINE = (
     f"registered_model={MODEL}",
     "data.target=label",
     "data.task=classification",
+    'data.columns={"x0":"numeric","x1":"numeric","x2":"numeric","x3":"numeric"}',
     "train.families=[random_forest]",
     "train.random_forest.n_estimators=30",
     "tune.families=[random_forest]",
@@ -58,6 +60,18 @@ def world(rows: int, seed: int, x0_offset: float = 0.0) -> pd.DataFrame:
     return frame
 
 
+def bad_snapshots() -> dict[str, pd.DataFrame]:
+    good = world(300, seed=7)
+    retyped = good.astype({"x1": str})
+    retyped.loc[::3, "x1"] = "n/a"
+    return {
+        "empty": good.iloc[:0],
+        "missing-column": good.drop(columns=["x3"]),
+        "retyped-column": retyped,
+        "single-class": good.assign(label=0),
+    }
+
+
 def make_all(tmp: Path, store_uri: str, source: Path) -> subprocess.CompletedProcess[str]:
     overrides = [
         *PIPELINE,
@@ -66,7 +80,7 @@ def make_all(tmp: Path, store_uri: str, source: Path) -> subprocess.CompletedPro
         f"data.raw_dir={tmp / 'raw'}",
         f"tune.storage=sqlite:///{tmp / 'optuna.db'}",
     ]
-    args = " ".join(f"--set {o}" for o in overrides)
+    args = " ".join(f"--set {shlex.quote(o)}" for o in overrides)  # make hands ARGS to a shell
     env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri}
     env.pop("MLFLOW_REGISTRY_URI", None)
     return subprocess.run(
@@ -122,7 +136,7 @@ class Client(threading.Thread):
     def run(self) -> None:
         while not self.done.is_set():
             reply = self.server.post("/invocations", {"instances": self.rows})
-            self.answers.append((reply.status, reply.headers.get("X-Model-Version", "")))
+            self.answers.append((reply.status, reply.headers.get("x-model-version", "")))
             self.done.wait(0.05)
 
 
@@ -164,7 +178,7 @@ def feature_drift_alert() -> str:
 
 def test_the_loop(tmp_path: Path, store: str, served: Server, prometheus: Prometheus) -> None:
     client = MlflowClient(store)
-    first_version = client.get_model_version_by_alias(MODEL, "champion").version
+    first_version = str(client.get_model_version_by_alias(MODEL, "champion").version)
 
     # The world as trained on: no column drifts.
     send(served, world(600, seed=2))
@@ -180,6 +194,17 @@ def test_the_loop(tmp_path: Path, store: str, served: Server, prometheus: Promet
     firing = prometheus.wait_for_series(feature_drift_alert(), timeout_s=30)
     assert {s["metric"]["column"] for s in firing} == {"x0"}, prometheus.log()
 
+    # Bad snapshots stop at prepare with one line; the champion and the server stay as they are.
+    for name, bad in bad_snapshots().items():
+        path = tmp_path / f"{name}.csv"
+        bad.to_csv(path, index=False)
+        done = make_all(tmp_path / name, store, path)
+        errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
+        assert done.returncode != 0 and len(errors) == 1, (name, done.stderr)
+        assert "Traceback" not in done.stderr, (name, done.stderr)
+        assert str(client.get_model_version_by_alias(MODEL, "champion").version) == first_version
+    assert served.post("/invocations", {"instances": rows_of(world(1, seed=6))}).status == 200
+
     # New data from the drifted world, with its labels: the pipeline runs again on it.
     second = tmp_path / "world-2.csv"
     world(3000, seed=4, x0_offset=SHIFT_SD).to_csv(second, index=False)
@@ -188,9 +213,9 @@ def test_the_loop(tmp_path: Path, store: str, served: Server, prometheus: Promet
     try:
         done = make_all(tmp_path / "run-2", store, second)
         assert done.returncode == 0, done.stdout + done.stderr
-        champion = client.get_model_version_by_alias(MODEL, "champion")
-        assert champion.version != first_version, "the challenger was not promoted"
-        traffic.wait_for_version(champion.version, timeout_s=60)
+        champion = str(client.get_model_version_by_alias(MODEL, "champion").version)
+        assert champion != first_version, "the challenger was not promoted"
+        traffic.wait_for_version(champion, timeout_s=60)
     finally:
         traffic.done.set()
         traffic.join(timeout=10)
@@ -198,4 +223,4 @@ def test_the_loop(tmp_path: Path, store: str, served: Server, prometheus: Promet
     statuses = {status for status, _ in traffic.answers}
     versions = [version for _, version in traffic.answers]
     assert statuses == {200}, statuses
-    assert versions[0] == first_version and versions[-1] == champion.version
+    assert versions[0] == first_version and versions[-1] == champion
