@@ -177,7 +177,7 @@ def feature_drift_alert() -> str:
 
 
 def test_the_loop(tmp_path: Path, store: str, served: Server, prometheus: Prometheus) -> None:
-    client = MlflowClient(store)
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
     first_version = str(client.get_model_version_by_alias(MODEL, "champion").version)
 
     # The world as trained on: no column drifts.
