@@ -235,9 +235,12 @@ format: $(VENV)/.installed ## Rewrite: ruff --fix and ruff format
 	$(VENV)/bin/ruff format .
 
 # Coverage counts the scripts the e2e tests run as subprocesses too (pyproject.toml: [tool.coverage]).
+# TEST_WORKERS pytest-xdist processes, each taking whole test files (their module fixtures train
+# models and start servers once). One per core: a third one on two cores was no faster.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 test: lint ## What CI runs: lint, type check, every test (slow ones included), coverage >= 90 %
-	$(VENV)/bin/pytest --cov=mlops --cov=scripts --cov-report=term-missing:skip-covered \
-		--cov-fail-under=90
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --cov=mlops --cov=scripts \
+		--cov-report=term-missing:skip-covered --cov-fail-under=90
 
 test-fast: $(VENV)/.installed ## Every test except those marked slow
 	$(VENV)/bin/pytest -m "not slow"
