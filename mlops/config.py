@@ -47,7 +47,8 @@ SECTION = ConfigDict(extra="forbid")
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
     __pydantic_config__ = SECTION
-    # "sklearn:breast_cancer", "sklearn:diabetes", or a path to a .csv / .parquet file.
+    # "sklearn:breast_cancer", "sklearn:diabetes", a .csv / .parquet file, a folder or glob of
+    # them, s3://bucket/key-or-prefix, or an http(s):// URL (mlops/sources.py).
     source: str
     target: str
     task: Task

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ignore-champion",
         action="store_true",
-        help="judge by the absolute gates only, e.g. when the champion was trained on older data",
+        help="judge by the absolute gates only, e.g. when the champion cannot score new columns",
     )
     parser.add_argument("--rollback", action="store_true", help="point @champion at @previous")
     args = parse(parser, argv)
