@@ -50,6 +50,7 @@ UV_VERSION ?= 0.13.10
 # package sources: where pip is pointed at a local index or wheel folder (a CPU-only torch, say),
 # uv installs the same files. `unsafe-best-match` is pip's rule: the best version of all indexes.
 # Read once, when the recipe first needs it; lines joined by "|" ($(shell) flattens newlines).
+# --compile-bytecode as pip does: otherwise every process the tests start compiles MLflow first.
 PIP_CONFIG = $(eval PIP_CONFIG := $$(shell $(PYTHON) -m pip config list 2>/dev/null | tr '\n' '|'))$(PIP_CONFIG)
 pip_config = $(shell printf '%s' "$(PIP_CONFIG)" | tr '|' '\n' | sed -n "s/^[^.]*\.$(1)='\(.*\)'$$/\1/p" | head -n 1)
 uv_env = $(if $(call pip_config,$(1)),$(2)="$(call pip_config,$(1))")
@@ -59,7 +60,8 @@ UV_ENV = UV_INDEX_STRATEGY=unsafe-best-match $(call uv_env,index-url,UV_DEFAULT_
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	if $(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION); then \
-		$(UV_ENV) $(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements-dev.txt; \
+		$(UV_ENV) $(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) \
+			-r requirements-dev.txt; \
 	else \
 		$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt; \
 	fi
