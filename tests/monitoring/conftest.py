@@ -158,6 +158,7 @@ class Exporter:
     port: int
     metrics_dir: Path
     process: subprocess.Popen[bytes]
+    tracking_url: str = ""  # the tracking server writing to metrics_dir, if one runs
 
 
 def start_exporter(metrics_dir: Path) -> Exporter:
@@ -174,7 +175,46 @@ def start_exporter(metrics_dir: Path) -> Exporter:
 
 @pytest.fixture(scope="session")
 def tracking_exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exporter]:
-    """The exporter over an empty multiprocess directory, as in a tracking server pod."""
-    exporter = start_exporter(tmp_path_factory.mktemp("prometheus-multiproc"))
-    yield exporter
-    stop(exporter.process)
+    """A tracking server pod in miniature: a real `mlflow server --expose-prometheus` writing its
+    request metrics to a multiprocess directory, and the exporter serving them."""
+    root = tmp_path_factory.mktemp("tracking-server")
+    metrics_dir = root / "prometheus"
+    metrics_dir.mkdir()
+    server = start_tracking_server(root, metrics_dir)
+    try:
+        exporter = start_exporter(metrics_dir)
+        exporter.tracking_url = server.url
+        yield exporter
+        stop(exporter.process)
+    finally:
+        stop(server.process)
+
+
+@dataclass
+class TrackingServer:
+    url: str
+    process: subprocess.Popen[bytes]
+
+
+def start_tracking_server(root: Path, metrics_dir: Path) -> TrackingServer:
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        f"--backend-store-uri=sqlite:///{root / 'mlflow.db'}",
+        f"--default-artifact-root={root / 'artifacts'}",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        "--workers=1",
+        f"--expose-prometheus={metrics_dir}",
+    ]
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    with (root / "server.log").open("wb") as log_file:
+        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    server = TrackingServer(f"http://127.0.0.1:{port}", process)
+    try:
+        wait_for_http(f"{server.url}/health", process, timeout_s=60)
+    except AssertionError:
+        stop(process)
+        raise AssertionError((root / "server.log").read_text(errors="replace")) from None
+    return server

@@ -105,11 +105,6 @@ def quantity(expr: str) -> str:
     return expr.strip()[: match.start()].strip()
 
 
-def names_any(expr: str, metrics: set[str]) -> bool:
-    """Whether the expression names one of `metrics` (as a whole word)."""
-    return any(re.search(rf"\b{re.escape(name)}\b", expr) for name in metrics)
-
-
 def main(argv: list[str]) -> int:
     if argv != ["sync"]:
         print("usage: python -m tests.monitoring.promql sync", file=sys.stderr)
