@@ -26,7 +26,6 @@ FAST_OVERRIDES = (
 )
 
 
-@pytest.fixture
 def unmeasured(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a process that runs none of our code (an `mlflow server`, `mlflow
     models serve`): without coverage's settings, so it does not pay for line tracing (about a
@@ -35,6 +34,7 @@ def unmeasured(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in (env or os.environ).items() if k not in names}
 
 
+@pytest.fixture
 def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh SQLite tracking + registry store; `configure_tracking()` picks it up from the env."""
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
