@@ -39,6 +39,11 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     """A fresh SQLite tracking + registry store; `configure_tracking()` picks it up from the env."""
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     (tmp_path / "mlruns").mkdir()
+    yield from use_store(uri, monkeypatch)
+
+
+def use_store(uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point MLflow (environment and globals) at `uri` until `monkeypatch` is undone."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
