@@ -190,7 +190,7 @@ def metadata(model: ServedModel) -> dict[str, Any]:
         {"name": c.name, "datatype": c.v2_datatype, "shape": [-1]} for c in model.schema.columns
     ]
     outputs: list[dict[str, Any]] = [
-        {"name": "predictions", "datatype": model.output.datatype, "shape": [-1]}
+        {"name": "predictions", "datatype": model.datatype, "shape": [-1]}
     ]
     parameters: dict[str, Any] = {"content_type": "pd"}
     if model.supports_probabilities:

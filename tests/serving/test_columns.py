@@ -100,7 +100,7 @@ def test_a_features_path_that_fails_on_the_warm_up_rows_is_not_used(bc_schema: I
     ).fit(frame, target)
     frames = functools.partial(to_frame, bc_schema, exact_types=False)
     general = EstimatorPredictor(pipeline, frames)
-    features = served._sklearn_features(pipeline, bc_schema, "predict")
+    features = served._features_path(pipeline, bc_schema, "predict")
     assert features is not None
     assert served._fastest(general, features, bc_schema, frame.head(3)) is general
     assert served._fastest(general, None, bc_schema, frame.head(3)) is general
@@ -120,7 +120,7 @@ def test_nested_pipelines_are_unrolled_into_the_steps_they_call(bc_schema: Input
             ("model", LogisticRegression(max_iter=500)),
         ]
     ).fit(frame, target)
-    features = served._sklearn_features(pipeline, bc_schema, "predict")
+    features = served._features_path(pipeline, bc_schema, "predict")
     assert features is not None
     assert features.estimator is pipeline.steps[-1][1]
     path = features.inputs.__self__  # type: ignore[attr-defined]
