@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import numpy as np
@@ -45,17 +45,15 @@ class Services:
     metrics: Metrics
 
 
-class DecodedRequest(Protocol):
-    """What a protocol's decoder gives back: the validated rows, the options, anything else."""
+@dataclass(frozen=True)
+class Decoded:
+    """What a protocol's decoder gives back: the validated rows and what else the model is asked."""
 
-    @property
-    def table(self) -> Table: ...
-
-    @property
-    def options(self) -> Options: ...
+    table: Table
+    options: Options
 
 
-Decoded = TypeVar("Decoded", bound=DecodedRequest)
+D = TypeVar("D", bound=Decoded)
 
 
 def services(request: Request) -> Services:
@@ -117,8 +115,8 @@ async def read_body(request: Request, max_bytes: int, deadline: float) -> bytes:
 
 async def predict_request(
     request: Request,
-    decode: Callable[[bytes, ServedModel], Decoded],
-) -> tuple[ServedModel, Prediction, Decoded]:
+    decode: Callable[[bytes, ServedModel], D],
+) -> tuple[ServedModel, Prediction, D]:
     """Token, readiness, body, decode + validate, batch queue: the predictions for `request`."""
     found = services(request)
     config = found.settings.serve
@@ -140,9 +138,7 @@ async def predict_request(
     return model, prediction, decoded
 
 
-async def _decode(
-    decode: Callable[[bytes, ServedModel], Decoded], body: bytes, model: ServedModel
-) -> Decoded:
+async def _decode(decode: Callable[[bytes, ServedModel], D], body: bytes, model: ServedModel) -> D:
     if len(body) < _THREAD_DECODE_BYTES:
         return decode(body, model)
     return await asyncio.to_thread(decode, body, model)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -27,6 +26,7 @@ from starlette.routing import Route
 from mlops.serving.errors import InputError, UnsupportedMediaType
 from mlops.serving.http import (
     JSON_TYPE,
+    Decoded,
     dumps,
     json_response,
     jsonable,
@@ -39,15 +39,14 @@ from mlops.serving.schema import Column, InputSchema
 from mlops.serving.validate import (
     Table,
     check_row_count,
-    columns_from_records,
     columns_from_rows,
     may_hold_booleans,
     table_from_columns,
     table_from_frame,
+    table_from_records,
     table_from_rows,
 )
 
-JSON = "application/json"
 CSV = "text/csv"
 PARQUET = "application/vnd.apache.parquet"
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -66,12 +65,6 @@ _TRUE = {"true", "1"}
 _FALSE = {"false", "0"}
 
 
-@dataclass(frozen=True)
-class Invocation:
-    table: Table
-    options: Options
-
-
 def media_type(content_type: str | None) -> str:
     """`application/json` or `text/csv` from a Content-Type header; 415 for anything else."""
     if not content_type:
@@ -82,16 +75,16 @@ def media_type(content_type: str | None) -> str:
         if key.strip().lower() == "charset" and value.strip('" ').lower() not in ("utf-8", "utf8"):
             raise UnsupportedMediaType("only the UTF-8 charset is supported")
     mime = mime.lower()
-    if mime not in (JSON, CSV, PARQUET):
-        raise UnsupportedMediaType(f"Content-Type must be {JSON}, {CSV} or {PARQUET}")
+    if mime not in (JSON_TYPE, CSV, PARQUET):
+        raise UnsupportedMediaType(f"Content-Type must be {JSON_TYPE}, {CSV} or {PARQUET}")
     return mime
 
 
-def decode(body: bytes, mime: str, schema: InputSchema, max_rows: int) -> Invocation:
+def decode(body: bytes, mime: str, schema: InputSchema, max_rows: int) -> Decoded:
     if mime == CSV:
-        return Invocation(decode_csv(body, schema, max_rows), Options())
+        return Decoded(decode_csv(body, schema, max_rows), Options())
     if mime == PARQUET:
-        return Invocation(decode_parquet(body, schema, max_rows), Options())
+        return Decoded(decode_parquet(body, schema, max_rows), Options())
     payload = parse_json(body)
     if not isinstance(payload, dict):
         raise InputError(f"request body must be a JSON object with one of {FORMATS}", "bad_format")
@@ -100,7 +93,7 @@ def decode(body: bytes, mime: str, schema: InputSchema, max_rows: int) -> Invoca
         raise InputError(f"request body must have exactly one of {FORMATS}", "bad_format")
     plain = not may_hold_booleans(body)
     table = _DECODERS[keys[0]](payload[keys[0]], schema, max_rows, plain)
-    return Invocation(table, parse_params(payload.get("params")))
+    return Decoded(table, parse_params(payload.get("params")))
 
 
 def parse_json(body: bytes) -> Any:
@@ -157,7 +150,7 @@ def _records(value: Any, schema: InputSchema, max_rows: int, plain: bool) -> Tab
             "dataframe_records must be a list of {column: value} objects", "bad_format"
         )
     check_row_count(len(value), max_rows)
-    return table_from_columns(schema, columns_from_records(schema, value), len(value))
+    return table_from_records(schema, value)
 
 
 def _instances(value: Any, schema: InputSchema, max_rows: int, plain: bool) -> Table:
@@ -170,7 +163,7 @@ def _instances(value: Any, schema: InputSchema, max_rows: int, plain: bool) -> T
         )
     check_row_count(len(value), max_rows)
     if isinstance(value[0], dict):
-        return table_from_columns(schema, columns_from_records(schema, value), len(value))
+        return table_from_records(schema, value)
     if isinstance(value[0], list):
         return table_from_rows(schema, schema.names, value, plain)
     if len(schema.columns) == 1:
