@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mlops.serving.batching import Batcher
-from mlops.serving.errors import BodyTimeout, BodyTooLarge, Forbidden, Unauthorized
+from mlops.serving.errors import BodyTimeout, BodyTooLarge, Unauthorized
 from mlops.serving.lifecycle import ModelManager
 from mlops.serving.metrics import Metrics
 from mlops.serving.model import Options, Prediction, ServedModel
@@ -79,12 +79,6 @@ def check_token(request: Request, expected: str) -> None:
         raise Unauthorized("missing or wrong bearer token")
 
 
-def check_admin(request: Request, settings: ServerSettings) -> None:
-    if not settings.admin_token:
-        raise Forbidden("admin endpoints are disabled: MLOPS_ADMIN_TOKEN is not set")
-    check_token(request, settings.admin_token)
-
-
 async def read_body(request: Request, max_bytes: int, deadline: float) -> bytes:
     """The body, or 413 when it is over `max_bytes`. A body over the limit is still read to its
     end, and dropped, when it is at most `_DRAIN_FACTOR` times the limit: a client still sending
@@ -127,7 +121,10 @@ async def predict_request(
     found.batcher.arriving += 1
     try:
         body = await read_body(request, config.max_body_bytes, deadline)
-        decoded = await _decode(decode, body, model)
+        if len(body) < _THREAD_DECODE_BYTES:
+            decoded = decode(body, model)
+        else:
+            decoded = await asyncio.to_thread(decode, body, model)
     finally:
         found.batcher.arriving -= 1
     model.check_options(decoded.options)
@@ -136,12 +133,6 @@ async def predict_request(
     # is written (the route sends it without waiting), so this is not part of its latency.
     loop.call_soon(_count_drift, found.metrics, model, decoded.table)
     return model, prediction, decoded
-
-
-async def _decode(decode: Callable[[bytes, ServedModel], D], body: bytes, model: ServedModel) -> D:
-    if len(body) < _THREAD_DECODE_BYTES:
-        return decode(body, model)
-    return await asyncio.to_thread(decode, body, model)
 
 
 def _count_drift(metrics: Metrics, model: ServedModel, table: Table) -> None:
