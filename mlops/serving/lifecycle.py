@@ -19,7 +19,7 @@ from mlops.config import ServeConfig
 from mlops.serving.errors import ModelLoadError, NotReady
 from mlops.serving.metrics import Metrics
 from mlops.serving.model import ServedModel, load_model, one_line
-from mlops.serving.source import ModelSource, resolve
+from mlops.serving.settings import ModelSource, resolve
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from mlops.serving.drift import Reference, reference
 from mlops.serving.errors import InputError, ModelLoadError
 from mlops.serving.forest import forest_path
 from mlops.serving.schema import InputSchema, data_profile, input_schema, output_datatype
-from mlops.serving.source import ModelRef, ModelSource, resolve
+from mlops.serving.settings import ModelRef, ModelSource, resolve
 from mlops.serving.validate import Table, table_from_columns, table_from_frame, to_frame
 
 log = logging.getLogger(__name__)

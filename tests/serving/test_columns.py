@@ -22,7 +22,7 @@ from mlops.serving import model as served
 from mlops.serving.columns import ColumnsPath, columns_path
 from mlops.serving.model import EstimatorPredictor, Options, load_model
 from mlops.serving.schema import InputSchema, input_schema
-from mlops.serving.source import parse_source
+from mlops.serving.settings import parse_source
 from mlops.serving.validate import table_from_frame, to_frame
 from tests.conftest import mixed_frame
 from tests.serving.conftest import Store, breast_cancer, using
