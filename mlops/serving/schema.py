@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from mlops.serving.errors import UnservableModel
+from mlops.serving.errors import ModelLoadError
 
 ColumnKind = Literal["number", "integer", "string", "boolean", "other"]
 
@@ -99,12 +99,12 @@ class InputSchema:
 
 
 def input_schema(signature: Any, profile: dict[str, Any] | None, uri: str) -> InputSchema:
-    """The columns a model accepts; `UnservableModel` when it has no column-based signature."""
+    """The columns a model accepts; `ModelLoadError` when it has no column-based signature."""
     schema = getattr(signature, "inputs", None)
     if schema is None:
-        raise UnservableModel(f"model {uri} has no signature: log it with `signature=`")
+        raise ModelLoadError(f"model {uri} has no signature: log it with `signature=`")
     if schema.is_tensor_spec() or not schema.has_input_names():
-        raise UnservableModel(f"model {uri} has a tensor signature; only named columns are served")
+        raise ModelLoadError(f"model {uri} has a tensor signature; only named columns are served")
     described = (profile or {}).get("columns", {})
     return InputSchema(tuple(_column(spec, described.get(spec.name, {})) for spec in schema.inputs))
 
@@ -145,5 +145,5 @@ def data_profile(metadata: dict[str, Any] | None) -> dict[str, Any]:
     """The `data_profile` our pipeline stores in MLmodel metadata; empty for other models."""
     profile = (metadata or {}).get("data_profile")
     if profile is not None and not isinstance(profile, dict):
-        raise UnservableModel(f"metadata data_profile must be a mapping, got {type(profile)}")
+        raise ModelLoadError(f"metadata data_profile must be a mapping, got {type(profile)}")
     return profile or {}
