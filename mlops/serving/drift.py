@@ -106,11 +106,6 @@ class Reference:
             parts.append(self.prediction.buckets(predictions.tolist())[:, None])
         return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
-    def psi(self, counts: np.ndarray, rows: int) -> np.ndarray:
-        """PSI of each column (features, then the prediction) of `rows` rows' bucket counts."""
-        by_column: np.ndarray = np.add.reduceat(_terms(counts / rows, self.expected), self.starts)
-        return by_column
-
 
 def reference(schema: InputSchema, metadata: Mapping[str, Any] | None) -> Reference | None:
     """The drift reference of a model's metadata; None when it has no bins."""
@@ -219,7 +214,10 @@ class Window:
         return self._counts[: self.reference.expected.size]
 
     def psi(self) -> np.ndarray:
-        return self.reference.psi(self.counts, max(1, self.filled))
+        """PSI of each column (features, then the prediction)."""
+        terms = _terms(self.counts / max(1, self.filled), self.reference.expected)
+        by_column: np.ndarray = np.add.reduceat(terms, self.reference.starts)
+        return by_column
 
     def missing_ratio(self) -> np.ndarray:
         features = self.reference.missing[: len(self.reference.names)]

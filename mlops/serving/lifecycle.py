@@ -64,15 +64,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def freeze_heap() -> None:
-    """Move every object alive now (libraries, the model) out of the garbage collector's reach,
-    or each full collection walks hundreds of MB of heap and stalls every request behind it.
-    Unfreezing first lets a replaced model's cycles be collected, once per load."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
 class ModelManager:
     def __init__(
         self, source: ModelSource, config: ServeConfig, metrics: Metrics, marks: WorkerMarks
@@ -174,7 +165,12 @@ class ModelManager:
 
     def _install(self, model: ServedModel, kind: str) -> None:
         previous, self.current = self.current, model
-        freeze_heap()
+        # Every object alive now (libraries, the model) out of the garbage collector's reach, or
+        # each full collection walks hundreds of MB of heap and stalls every request behind it.
+        # Unfreezing first lets a replaced model's cycles be collected, once per load.
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
         self._failed_version = ""
         self.metrics.model_loaded(model, previous, kind)
         self.metrics.model_ready.set(0 if self.draining else 1)

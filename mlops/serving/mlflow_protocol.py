@@ -61,8 +61,7 @@ _ERROR_CODES = {
     503: "TEMPORARILY_UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
-_TRUE = {"true", "1"}
-_FALSE = {"false", "0"}
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def media_type(content_type: str | None) -> str:
@@ -221,8 +220,8 @@ def _csv_values(column: Column, texts: Any) -> list[Any]:
 
 def _csv_value(column: Column, text: str, row: int) -> Any:
     kind = column.kind
-    if kind == "boolean" and text.strip().lower() in _TRUE | _FALSE:
-        return text.strip().lower() in _TRUE
+    if kind == "boolean" and text.strip().lower() in _BOOLEANS:
+        return _BOOLEANS[text.strip().lower()]
     if kind in ("number", "integer"):
         try:
             return float(text)

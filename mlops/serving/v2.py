@@ -180,23 +180,18 @@ def _output(name: str, array: np.ndarray) -> dict[str, Any]:
 
 
 def metadata(model: ServedModel) -> dict[str, Any]:
-    inputs = [
-        {"name": c.name, "datatype": c.v2_datatype, "shape": [-1]} for c in model.schema.columns
-    ]
-    outputs: list[dict[str, Any]] = [
-        {"name": "predictions", "datatype": model.datatype, "shape": [-1]}
-    ]
+    columns = model.schema.columns
+    outputs = [{"name": "predictions", "datatype": model.datatype, "shape": [-1]}]
     parameters: dict[str, Any] = {"content_type": "pd"}
     if model.supports_probabilities:
-        outputs.append(
-            {"name": "probabilities", "datatype": "FP64", "shape": [-1, len(model.classes)]}
-        )
+        shape = [-1, len(model.classes)]
+        outputs.append({"name": "probabilities", "datatype": "FP64", "shape": shape})
         parameters["classes"] = list(model.classes)
     return {
         "name": model.ref.name,
         "versions": [model.ref.version],
         "platform": "mlflow",
-        "inputs": inputs,
+        "inputs": [{"name": c.name, "datatype": c.v2_datatype, "shape": [-1]} for c in columns],
         "outputs": outputs,
         "parameters": parameters,
     }
