@@ -1,4 +1,4 @@
-"""What both protocols' endpoints share: the services, body limits, bearer tokens, the predict path.
+"""What both protocols' endpoints share: services, body limits, tokens, JSON, the predict path.
 
 `predict_request` is the one road from an HTTP request to predictions: token, readiness, body
 (413 over `max_body_bytes` whether Content-Length says so, lies or is absent), decode and validate
@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mlops.serving.batching import Batcher
-from mlops.serving.errors import BodyTimeout, BodyTooLarge, Unauthorized
+from mlops.serving.errors import BodyTimeout, BodyTooLarge, InputError, Unauthorized
 from mlops.serving.lifecycle import ModelManager
 from mlops.serving.metrics import Metrics
 from mlops.serving.model import Options, Prediction, ServedModel
@@ -144,6 +144,29 @@ def version_headers(model: ServedModel) -> dict[str, str]:
     """Header values must be Latin-1; registered model names need not be ASCII."""
     name, version = (quote(text, safe=_HEADER_SAFE) for text in (model.ref.name, model.ref.version))
     return {"X-Model-Name": name, "X-Model-Version": version}
+
+
+def parse_json(body: bytes) -> Any:
+    """orjson first, several times faster than json; what it refuses goes through json, which
+    accepts NaN and Infinity (as MLflow's server does: validation then names the column) and
+    says where a real syntax error is."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise InputError("request body is not valid UTF-8", "invalid_json") from None
+    except json.JSONDecodeError as err:
+        where = f"line {err.lineno} column {err.colno}"
+        raise InputError(
+            f"request body is not valid JSON: {err.msg} at {where}", "invalid_json"
+        ) from None
+    except (ValueError, RecursionError):
+        raise InputError(
+            "request body is not valid JSON (number or nesting too large)", "invalid_json"
+        ) from None
 
 
 def jsonable(values: Any) -> Any:

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from typing import Any
 
-import orjson
 import pandas as pd
 from mlflow.version import VERSION as MLFLOW_VERSION
 from starlette.requests import Request
@@ -30,6 +28,7 @@ from mlops.serving.http import (
     dumps,
     json_response,
     jsonable,
+    parse_json,
     predict_request,
     services,
     version_headers,
@@ -65,7 +64,7 @@ _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def media_type(content_type: str | None) -> str:
-    """`application/json` or `text/csv` from a Content-Type header; 415 for anything else."""
+    """JSON, CSV or Parquet from a Content-Type header; 415 for anything else."""
     if not content_type:
         raise UnsupportedMediaType("Content-Type is missing: send application/json or text/csv")
     mime, *parameters = (part.strip() for part in content_type.split(";"))
@@ -93,29 +92,6 @@ def decode(body: bytes, mime: str, schema: InputSchema, max_rows: int) -> Decode
     plain = not may_hold_booleans(body)
     table = _DECODERS[keys[0]](payload[keys[0]], schema, max_rows, plain)
     return Decoded(table, parse_params(payload.get("params")))
-
-
-def parse_json(body: bytes) -> Any:
-    """orjson first, several times faster than json; what it refuses goes through json, which
-    accepts NaN and Infinity (as MLflow's server does: validation then names the column) and
-    says where a real syntax error is."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(body)
-    except UnicodeDecodeError:
-        raise InputError("request body is not valid UTF-8", "invalid_json") from None
-    except json.JSONDecodeError as err:
-        where = f"line {err.lineno} column {err.colno}"
-        raise InputError(
-            f"request body is not valid JSON: {err.msg} at {where}", "invalid_json"
-        ) from None
-    except (ValueError, RecursionError):
-        raise InputError(
-            "request body is not valid JSON (number or nesting too large)", "invalid_json"
-        ) from None
 
 
 def parse_params(params: Any) -> Options:

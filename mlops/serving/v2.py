@@ -27,11 +27,11 @@ from mlops.serving.http import (
     dumps,
     json_response,
     jsonable,
+    parse_json,
     predict_request,
     services,
     version_headers,
 )
-from mlops.serving.mlflow_protocol import parse_json
 from mlops.serving.model import Options, Prediction, ServedModel
 from mlops.serving.schema import InputSchema, numpy_v2_datatype
 from mlops.serving.validate import (
