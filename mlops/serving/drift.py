@@ -5,10 +5,9 @@ predictions on the validation split (mlops/profile.py). `reference` turns them i
 numeric column its bins plus "missing", per categorical column its categories plus "other" (unseen
 in training) plus "missing", and the prediction's classes plus "other" or its bins. Each predicted
 row becomes one bucket index per column, kept in a ring of the last `serve.drift_window_rows` rows
-with running counts per bucket, so the window slides by subtracting the rows it drops. Gauges:
-`mlops_feature_drift_psi{column}`, `mlops_feature_missing_ratio{column}`,
-`mlops_prediction_drift_psi` and `mlops_drift_window_rows`, set at most once a second and on every
-scrape. A model without bins (logged before them, or not by our pipeline) exports none.
+with running counts per bucket, so the window slides by subtracting the rows it drops. The gauges
+(`_gauges`) are set at most once a second and on every scrape; a model without bins (logged before
+them, or not by our pipeline) exports none.
 
 The batcher hands each predicted batch over on the event loop's next turn, after the answers are
 written, so the work (tens of microseconds a batch) is off the requests' path.
@@ -166,11 +165,9 @@ class _Layout:
         return _Categorical(position, lookup, start + len(shares), start + len(shares) + 1)
 
     def prediction(self, found: Any) -> _Numeric | _Categorical | None:
-        if not isinstance(found, dict):
-            return None
-        if isinstance(found.get("shares"), dict):
+        if isinstance(found, dict) and isinstance(found.get("shares"), dict):
             return self.categorical(0, found)
-        if "edges" in found and "shares" in found:
+        if isinstance(found, dict) and "edges" in found and "shares" in found:
             return self.numeric([0], [found])
         return None
 
@@ -235,21 +232,18 @@ class DriftMonitor:
         self.registry = registry
         self.window_rows = window_rows
         self.window: Window | None = None
-        self._model: object | None = None
         self._gauges: list[Gauge] = []
         self._pending: asyncio.TimerHandle | None = None
         self._stale = False
 
     def reset(self, model: ServedModel) -> None:
         """A new model is serving: an empty window over its buckets, or none without bins."""
-        self._model = model
         for gauge in self._gauges:
             self.registry.unregister(gauge)
-        self._gauges = []
-        found = model.drift if self.window_rows > 0 else None
-        self.window = Window(found, self.window_rows) if found is not None else None
-        if self.window is not None:
-            self._gauges = _gauges(self.registry, self.window.reference)
+        self._gauges, self.window = [], None
+        if model.drift is not None and self.window_rows > 0:
+            self.window = Window(model.drift, self.window_rows)
+            self._gauges = _gauges(self.registry, model.drift)
             self._stale = True
             self.publish()
 
@@ -259,7 +253,7 @@ class DriftMonitor:
         """Add a predicted batch to the window (one job's rows per table, its answer per part);
         batches of a replaced model are dropped."""
         window = self.window
-        if window is None or model is not self._model:
+        if window is None or model.drift is not window.reference:  # a replaced model's batch
             return
         data = tables[0].data if len(tables) == 1 else np.concatenate([t.data for t in tables])
         predictions = np.concatenate([part.values for part in parts], axis=None)
@@ -282,14 +276,12 @@ class DriftMonitor:
         rows_gauge.set(window.filled)
         if not window.filled:
             return
-        names, by_column = window.reference.names, window.psi().tolist()
-        for name, value, ratio in zip(
-            names, by_column, window.missing_ratio().tolist(), strict=False
-        ):
+        names, by_column, ratios = window.reference.names, window.psi(), window.missing_ratio()
+        for name, value, ratio in zip(names, by_column.tolist(), ratios.tolist(), strict=False):
             psi_gauge.labels(name).set(value)
             missing_gauge.labels(name).set(ratio)
         if prediction:  # the last column
-            prediction[0].set(by_column[-1])
+            prediction[0].set(float(by_column[-1]))
 
 
 def _gauges(registry: CollectorRegistry, reference: Reference) -> list[Gauge]:

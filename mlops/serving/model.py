@@ -188,7 +188,10 @@ def _predictor(pyfunc_model: Any, schema: InputSchema) -> Predictor:
         estimator = pyfunc_model.get_raw_model()
         method = flavors.get("python_function", {}).get("predict_fn", "predict")
     else:
-        estimator = getattr(_python_model(pyfunc_model), "model", None)
+        try:  # the TorchMLP inside our pyfunc wrapper
+            estimator = pyfunc_model.unwrap_python_model().model
+        except (MlflowException, AttributeError):  # another flavor or another python model
+            estimator = None
         method = "predict"
         if not callable(getattr(estimator, "on_features", None)):
             return PyfuncPredictor(pyfunc_model, schema)
@@ -198,14 +201,6 @@ def _predictor(pyfunc_model: Any, schema: InputSchema) -> Predictor:
     return _fastest(
         general, _features_path(estimator, schema, method), schema, pyfunc_model.input_example
     )
-
-
-def _python_model(pyfunc_model: Any) -> Any:
-    """The PythonModel inside a pyfunc model, or None for another flavor."""
-    try:
-        return pyfunc_model.unwrap_python_model()
-    except MlflowException:
-        return None
 
 
 def _features_path(estimator: Any, schema: InputSchema, method: str) -> EstimatorPredictor | None:
