@@ -78,7 +78,7 @@ async def lifespan(
     batcher.start()
     models.start()
     _drain_on_signals(models)
-    if not settings.loopback and not settings.api_token:
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_token:
         log.warning("predictions on %s need no token: set MLOPS_API_TOKEN", settings.host)
     try:
         yield {"services": Services(settings, models, batcher, metrics)}
@@ -170,11 +170,7 @@ class MetricsMiddleware:
         finally:
             if counted:
                 self.metrics.in_flight.dec()
-            self._record(scope, status, time.perf_counter() - started)
-
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        route = scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        method = scope["method"] if scope["method"] in _METHODS else "other"
-        self.metrics.requests.labels(endpoint, method, str(status)).inc()
-        self.metrics.latency.labels(endpoint).observe(seconds)
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.metrics.requests.labels(endpoint, method, str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)

@@ -133,10 +133,9 @@ class ModelManager:
     async def reload(self, forced: bool) -> ReloadOutcome:
         """Load the version the alias names now if it differs from the live one."""
         async with self._lock:
-            current = self.current
-            serving = current.ref.version if current else ""
-            if current is None:
+            if self.current is None:
                 return ReloadOutcome(False, "", error=f"model {self.source.uri} is not loaded yet")
+            serving = self.current.ref.version
             try:
                 ref = await asyncio.to_thread(resolve, self.source)
             except Exception as err:  # registry down or alias deleted: keep serving, say so

@@ -23,7 +23,6 @@ from mlflow import MlflowClient
 from mlops.config import Config, ServeConfig
 from mlops.errors import ConfigError
 
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))$")
 _RUN_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/.+$")
 
@@ -59,10 +58,6 @@ class ServerSettings:
     admin_token: str = field(default="", repr=False)
     # With several workers: where each ready worker leaves a marker (see lifecycle.WorkerMarks).
     ready_dir: str = ""
-
-    @property
-    def loopback(self) -> bool:
-        return self.host in _LOOPBACK
 
 
 def server_settings(
