@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -170,12 +169,9 @@ def parse_json(body: bytes) -> Any:
 
 
 def jsonable(values: Any) -> Any:
-    """Plain JSON data; NaN and infinities become null (JSON has no such numbers)."""
-    if isinstance(values, np.ndarray):
-        if values.dtype.kind == "f" and not np.isfinite(values).all():
-            return [v if math.isfinite(v) else None for v in values.tolist()]
-        return values.tolist()
-    return values
+    """Plain JSON data: an array as Python values (float32 as the float64 it is, not its
+    shortest decimal). `dumps` writes NaN and infinities as null, JSON having no such numbers."""
+    return values.tolist() if isinstance(values, np.ndarray) else values
 
 
 def dumps(body: Any) -> bytes:
