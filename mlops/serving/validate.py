@@ -221,11 +221,10 @@ def _refuse_type(column: Column, values: Sequence[Any], allowed: set[type], expe
 
 
 def _check_finite(column: Column, array: np.ndarray) -> None:
-    floats = np.asarray(array, dtype=np.float64)
-    finite = np.isfinite(floats)
+    finite = np.isfinite(array)
     if finite.all():
         return
-    infinite = np.flatnonzero(np.isinf(floats))
+    infinite = np.flatnonzero(np.isinf(array))
     if infinite.size:
         raise InputError(
             f"column {column.name!r}, row {infinite[0]}: Infinity is not allowed", "not_finite"
@@ -235,10 +234,10 @@ def _check_finite(column: Column, array: np.ndarray) -> None:
 
 
 def _check_integral(column: Column, array: np.ndarray) -> None:
-    finite = array[np.isfinite(array)]
-    if (finite != np.floor(finite)).any():
-        row = int(np.flatnonzero(np.isfinite(array) & (array != np.floor(array)))[0])
-        raise InputError(f"column {column.name!r}, row {row}: expected an integer", "wrong_type")
+    fractional = np.flatnonzero(np.isfinite(array) & (array != np.floor(array)))
+    if fractional.size:
+        message = f"column {column.name!r}, row {fractional[0]}: expected an integer"
+        raise InputError(message, "wrong_type")
 
 
 def _missing(column: Column, row: int) -> InputError:
