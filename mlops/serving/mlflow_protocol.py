@@ -195,20 +195,14 @@ def _csv_values(column: Column, texts: Any) -> list[Any]:
 
 
 def _csv_value(column: Column, text: str, row: int) -> Any:
-    kind = column.kind
-    if kind == "boolean" and text.strip().lower() in _BOOLEANS:
-        return _BOOLEANS[text.strip().lower()]
-    if kind in ("number", "integer"):
-        try:
+    try:
+        if column.kind in ("number", "integer"):
             return float(text)
-        except ValueError:
-            pass
-    elif kind != "boolean":
-        return text
-    expected = "true or false" if kind == "boolean" else "a number"
-    raise InputError(
-        f"column {column.name!r}, row {row}: cannot parse as {expected}", "unparseable"
-    )
+        return _BOOLEANS[text.strip().lower()] if column.kind == "boolean" else text
+    except (ValueError, KeyError):
+        expected = "true or false" if column.kind == "boolean" else "a number"
+        message = f"column {column.name!r}, row {row}: cannot parse as {expected}"
+        raise InputError(message, "unparseable") from None
 
 
 def encode(prediction: Prediction, classes: tuple[Any, ...], version: str) -> bytes:
