@@ -19,6 +19,7 @@ from functools import partial
 from types import FrameType
 from typing import Any
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -29,10 +30,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlops.serving import mlflow_protocol, v2
 from mlops.serving.batching import Batcher
-from mlops.serving.errors import Conflict, RequestError
-from mlops.serving.http import Services, check_admin, dumps, json_response, services
+from mlops.serving.errors import Conflict, Forbidden, RequestError
+from mlops.serving.http import Services, check_token, dumps, json_response, services
 from mlops.serving.lifecycle import ModelManager, WorkerMarks
-from mlops.serving.metrics import CONTENT_TYPE, Metrics
+from mlops.serving.metrics import Metrics
 from mlops.serving.settings import ServerSettings
 from mlops.tracking import configure_tracking
 
@@ -73,17 +74,11 @@ async def lifespan(
     config = settings.serve
     marks = WorkerMarks(settings.ready_dir, config.workers)
     models = ModelManager(settings.source, config, metrics, marks)
-    batcher = Batcher(
-        metrics,
-        max_rows=config.max_batch_rows,
-        max_wait_s=config.max_batch_wait_ms / 1000,
-        max_queue=config.max_queue_depth,
-        threads=config.predict_threads,
-    )
+    batcher = Batcher(metrics, config)
     batcher.start()
     models.start()
     _drain_on_signals(models)
-    if not settings.loopback and not settings.api_token:
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_token:
         log.warning("predictions on %s need no token: set MLOPS_API_TOKEN", settings.host)
     try:
         yield {"services": Services(settings, models, batcher, metrics)}
@@ -108,21 +103,22 @@ def _drain_on_signals(models: ModelManager) -> None:
 
 
 async def scrape(request: Request) -> Response:
-    return Response(services(request).metrics.exposition(), media_type=CONTENT_TYPE)
+    return Response(services(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def admin_reload(request: Request) -> Response:
     """Check the alias now; load, warm up and swap in the version it names if it moved."""
     found = services(request)
-    check_admin(request, found.settings)
+    if not found.settings.admin_token:
+        raise Forbidden("admin endpoints are disabled: MLOPS_ADMIN_TOKEN is not set")
+    check_token(request, found.settings.admin_token)
     if not found.settings.source.alias:
         raise Conflict(f"model URI {found.settings.source.uri} is not an alias: nothing to reload")
     outcome = await found.models.reload(forced=True)
     return json_response(dumps(dataclasses.asdict(outcome)), 500 if outcome.error else 200)
 
 
-async def request_error(metrics: Metrics, request: Request, exc: Exception) -> Response:
-    error = exc if isinstance(exc, RequestError) else RequestError(str(exc))
+async def request_error(metrics: Metrics, request: Request, error: RequestError) -> Response:
     if error.status in _VALIDATION_STATUSES:
         metrics.validation_errors.labels(error.reason).inc()
     headers = dict(error.headers)
@@ -174,11 +170,7 @@ class MetricsMiddleware:
         finally:
             if counted:
                 self.metrics.in_flight.dec()
-            self._record(scope, status, time.perf_counter() - started)
-
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        route = scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        method = scope["method"] if scope["method"] in _METHODS else "other"
-        self.metrics.requests.labels(endpoint, method, str(status)).inc()
-        self.metrics.latency.labels(endpoint).observe(seconds)
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.metrics.requests.labels(endpoint, method, str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)

@@ -76,8 +76,5 @@ class PredictionFailed(RequestError):
 
 
 class ModelLoadError(MLOpsError):
-    """A model cannot be resolved, loaded or warmed up; the message names the model URI."""
-
-
-class UnservableModel(ModelLoadError):
-    """The model loads but cannot be served (no signature, unsupported input schema)."""
+    """A model cannot be resolved, loaded, served (no column signature) or warmed up; the message
+    names the model URI."""

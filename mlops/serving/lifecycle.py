@@ -19,7 +19,7 @@ from mlops.config import ServeConfig
 from mlops.serving.errors import ModelLoadError, NotReady
 from mlops.serving.metrics import Metrics
 from mlops.serving.model import ServedModel, load_model, one_line
-from mlops.serving.source import ModelSource, resolve
+from mlops.serving.settings import ModelSource, resolve
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +62,6 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def freeze_heap() -> None:
-    """Move every object alive now (libraries, the model) out of the garbage collector's reach,
-    or each full collection walks hundreds of MB of heap and stalls every request behind it.
-    Unfreezing first lets a replaced model's cycles be collected, once per load."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
 
 
 class ModelManager:
@@ -142,10 +133,9 @@ class ModelManager:
     async def reload(self, forced: bool) -> ReloadOutcome:
         """Load the version the alias names now if it differs from the live one."""
         async with self._lock:
-            current = self.current
-            serving = current.ref.version if current else ""
-            if current is None:
+            if self.current is None:
                 return ReloadOutcome(False, "", error=f"model {self.source.uri} is not loaded yet")
+            serving = self.current.ref.version
             try:
                 ref = await asyncio.to_thread(resolve, self.source)
             except Exception as err:  # registry down or alias deleted: keep serving, say so
@@ -174,7 +164,12 @@ class ModelManager:
 
     def _install(self, model: ServedModel, kind: str) -> None:
         previous, self.current = self.current, model
-        freeze_heap()
+        # Every object alive now (libraries, the model) out of the garbage collector's reach, or
+        # each full collection walks hundreds of MB of heap and stalls every request behind it.
+        # Unfreezing first lets a replaced model's cycles be collected, once per load.
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
         self._failed_version = ""
         self.metrics.model_loaded(model, previous, kind)
         self.metrics.model_ready.set(0 if self.draining else 1)

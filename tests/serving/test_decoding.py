@@ -14,8 +14,7 @@ from mlops.serving import mlflow_protocol, v2
 from mlops.serving.errors import InputError, UnsupportedMediaType
 from mlops.serving.http import dumps, jsonable
 from mlops.serving.schema import Column, InputSchema
-from mlops.serving.settings import check_serve_config
-from mlops.serving.source import parse_source
+from mlops.serving.settings import check_serve_config, parse_source
 from mlops.serving.validate import Table, drift_counts, may_hold_booleans, to_frame
 
 pytestmark = pytest.mark.serving
