@@ -50,8 +50,6 @@ log = logging.getLogger(__name__)
 class SessionResult:
     summaries: dict[str, StudySummary]
     parent_run_id: str | None
-    seconds: float  # the whole session
-    trials_seconds: float  # from starting the workers until the last one stopped
 
     @property
     def complete(self) -> bool:
@@ -82,7 +80,6 @@ def run_session(config: Config, prepared: PreparedData, experiment_id: str | Non
     With an `experiment_id`, the session is a parent run there and every trial a child run;
     without one, nothing goes to MLflow (the benchmark's untracked baseline).
     """
-    started = time.perf_counter()
     url = storage_url(config.tune)
     storage = open_storage(url, config.tune)
     names: dict[str, str] = {
@@ -98,9 +95,7 @@ def run_session(config: Config, prepared: PreparedData, experiment_id: str | Non
     status = "FAILED"
     try:
         with quiet_optuna():
-            trials_started = time.perf_counter()
             exits = run_workers(session, fit_inputs(config, prepared), studies)
-            trials_seconds = time.perf_counter() - trials_started
             summaries = _summarise(session, studies, exits)
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -109,7 +104,7 @@ def run_session(config: Config, prepared: PreparedData, experiment_id: str | Non
     finally:
         if parent is not None:
             MlflowClient().set_terminated(parent, status)
-    return SessionResult(summaries, parent, time.perf_counter() - started, trials_seconds)
+    return SessionResult(summaries, parent)
 
 
 def _summarise(
