@@ -43,8 +43,6 @@ from mlops.tuning.study import FINISHED, budget, has_target, open_storage, open_
 log = logging.getLogger(__name__)
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
-# MLflow run statuses: a pruned trial finished normally, it was just stopped early.
-_RUN_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED"}
 
 
 @dataclass(frozen=True)
@@ -179,7 +177,9 @@ def log_trial_run(session: Session, family: str, study: optuna.Study, trial: Fro
         metrics=[Metric(k, v, end, 0) for k, v in _trial_metrics(trial).items()],
         params=[Param(f"{family}.{k}", str(v)) for k, v in trial.params.items()],
     )
-    client.set_terminated(run.info.run_id, _RUN_STATUS.get(trial.state, "FAILED"), end_time=end)
+    # A pruned trial finished normally, it was just stopped early.
+    status = "FINISHED" if trial.state in FINISHED else "FAILED"
+    client.set_terminated(run.info.run_id, status, end_time=end)
 
 
 def _trial_tags(
