@@ -22,7 +22,7 @@ NAME := $(basename $(notdir $(CONFIG)))
 TARGET_KEY := $(shell printf '%s\n' "$$MLFLOW_TRACKING_URI" "$$MLFLOW_REGISTRY_URI" '$(subst ','\'',$(ARGS))' | sha256sum | cut -c1-12)
 STAMPS := .make/$(NAME)/$(TARGET_KEY)
 STARTED_S := $(shell date +%s)
-# The embedded MLflow store and Optuna storage; mlops/tracking.py names the same folder
+# The embedded MLflow store and Optuna storage; mlops/config.py names the same folder
 # (EMBEDDED_STORE_DIR; tests/unit/test_makefile.py keeps the two equal).
 STORE := .mlflow
 HOST ?= 127.0.0.1

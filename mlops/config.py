@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from mlops.errors import ConfigError
@@ -42,6 +42,13 @@ Fraction = Annotated[float, Strict(), Field(ge=0, lt=1)]
 OpenFraction = Annotated[float, Strict(), Field(gt=0, lt=1)]
 # Every section rejects keys it does not know.
 SECTION = ConfigDict(extra="forbid")
+# The one place the embedded store is named (the Makefile's STORE is the same folder): MLflow's
+# database and artifacts (mlops/tracking.py), and the default Optuna storage.
+EMBEDDED_STORE_DIR = Path(".mlflow")
+EMBEDDED_OPTUNA_STORAGE = f"sqlite:///{EMBEDDED_STORE_DIR / 'optuna.db'}"
+OptunaStorage = Annotated[
+    str, BeforeValidator(lambda v: EMBEDDED_OPTUNA_STORAGE if v is None else v)
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,9 +158,9 @@ class TuneConfig:
     # (worse than the median of earlier trials at that epoch), "hyperband", or "none".
     pruner: Literal["median", "hyperband", "none"] = "median"
     pruner_warmup_epochs: Int = 5
-    # Optuna RDB URL; unset or null in the YAML: a SQLite file in the embedded store (load_config).
-    # OPTUNA_STORAGE overrides it (PostgreSQL for several machines).
-    storage: str
+    # Optuna RDB URL; null: a SQLite file in the embedded store. OPTUNA_STORAGE overrides it
+    # (PostgreSQL for several machines).
+    storage: OptunaStorage = EMBEDDED_OPTUNA_STORAGE
     # Study name: <prefix>-<experiment>-<family>-<data digest[:8]>-<objective digest[:8]>.
     study_prefix: str = "mlops"
     # A worker silent (killed) for grace_period_s has its trial failed, then retried (max_retries).
@@ -305,7 +312,6 @@ def load_config(path: Path, overrides: typing.Sequence[str] = ()) -> Config:
     raw = _read_yaml(path)
     for override in overrides:
         _apply_override(raw, override)
-    _default_storage(raw)
     return _validate(Config, raw)
 
 
@@ -313,16 +319,6 @@ def as_dict(config: Config) -> dict[str, Any]:
     """The resolved config as plain YAML-safe data (logged with every run)."""
     plain: dict[str, Any] = TypeAdapter(Config).dump_python(config, mode="json")
     return plain
-
-
-def _default_storage(raw: dict[str, Any]) -> None:
-    # Imported here: this module travels inside every logged torch model (mlops/models/logged.py),
-    # and the model's copy of the package holds no tracking code.
-    from mlops.tracking import EMBEDDED_OPTUNA_STORAGE
-
-    tune = raw.get("tune")
-    if isinstance(tune, dict) and tune.get("storage") is None:
-        tune["storage"] = EMBEDDED_OPTUNA_STORAGE
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

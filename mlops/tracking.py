@@ -11,10 +11,7 @@ from pathlib import Path
 
 import mlflow
 
-# The one place the embedded store is named (the Makefile's STORE is the same folder): MLflow's
-# database and artifacts, and the default Optuna storage (`tune.storage`).
-EMBEDDED_STORE_DIR = Path(".mlflow")
-EMBEDDED_OPTUNA_STORAGE = f"sqlite:///{EMBEDDED_STORE_DIR / 'optuna.db'}"
+from mlops.config import EMBEDDED_STORE_DIR
 
 # MLflow's HTTP client defaults (7 retries, backoff factor 2, 120 s timeout) let a step hang for
 # many minutes on a dead or stuck tracking server. These bound one call to about 35 s; each can be
@@ -31,15 +28,13 @@ def configure_tracking() -> str:
     """Point MLflow at the environment's tracking URI or the embedded store; return the URI."""
     for name, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri()
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        EMBEDDED_STORE_DIR.mkdir(exist_ok=True)
+        uri = f"sqlite:///{(EMBEDDED_STORE_DIR / 'mlflow.db').resolve()}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
     return uri
-
-
-def embedded_tracking_uri() -> str:
-    EMBEDDED_STORE_DIR.mkdir(exist_ok=True)
-    return f"sqlite:///{(EMBEDDED_STORE_DIR / 'mlflow.db').resolve()}"
 
 
 def use_experiment(name: str) -> str:
