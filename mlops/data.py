@@ -13,6 +13,8 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,11 +152,8 @@ def read_splits(directory: Path) -> Splits:
 
 
 def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _load_bundled(name: str, target: str) -> pd.DataFrame:
@@ -195,21 +194,33 @@ def _snapshot_parts(parts: Parts, directory: Path) -> tuple[Path, str]:
     """
     digest = listing_digest([(part.name, part.path) for part in parts.parts])
     target = directory / f"{digest[:16]}-{parts.title}"
-    if target.exists():
-        return target, digest
-    directory.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=directory))
+    if not target.exists():
+        with staged_folder(target) as staging:
+            for part in parts.parts:
+                copy = staging / part.name
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(part.path, copy)
+                copy.chmod(0o444)
+    return target, digest
+
+
+@contextmanager
+def staged_folder(directory: Path) -> Iterator[Path]:
+    """A temp folder beside `directory`, swapped in for it once filled: readers see the old
+    folder or the new one, never half of one."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
-        for part in parts.parts:
-            copy = staging / part.name
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(part.path, copy)
-            copy.chmod(0o444)
-        staging.chmod(0o755)  # mkdtemp makes it private; the raw data is not secret
-        staging.rename(target)
+        yield staging
+        staging.chmod(0o755)  # mkdtemp makes it private; the data is not secret
+        retired = directory.with_name(f".{directory.name}-old")
+        if directory.exists():
+            shutil.rmtree(retired, ignore_errors=True)
+            directory.rename(retired)
+        staging.rename(directory)
+        shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target, digest
 
 
 def listing_digest(files: list[tuple[str, Path]]) -> str:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +27,7 @@ from mlops.data import (
     load_raw,
     split,
     splits_digest,
+    staged_folder,
     write_splits,
 )
 from mlops.profile import build_profile
@@ -54,9 +53,12 @@ def prepare(config: Config) -> Prepared:
     manifest = _manifest(config, raw, report, splits)
     configure_tracking()
     use_experiment(config.experiment)
-    with mlflow.start_run(run_name="prepare", tags={"mlops.step": "prepare"}):
+    run = mlflow.start_run(run_name="prepare", tags={"mlops.step": "prepare"})
+    with run, staged_folder(data.prepared_dir) as staging:
         _record(config, splits, manifest, profile)
-        _write_atomically(data.prepared_dir, splits, manifest, profile)
+        write_splits(splits, staging)
+        (staging / "profile.json").write_text(json.dumps(profile, indent=2))
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
     log.info("prepared %s: %s rows, digest %s", data.source, manifest["rows"], manifest["digest"])
     return Prepared(directory=data.prepared_dir, manifest=manifest)
 
@@ -99,30 +101,3 @@ def _record(
     mlflow.log_metric("duplicate_rows", manifest["duplicate_rows"])
     mlflow.log_dict(manifest, "manifest.json")
     mlflow.log_dict(profile, "profile.json")
-
-
-def _write_atomically(
-    directory: Path, splits: Splits, manifest: dict[str, Any], profile: dict[str, Any]
-) -> None:
-    """Write into a sibling temp folder, then swap it in: readers see old or new, never half."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the prepared data is not secret
-    try:
-        write_splits(splits, staging)
-        (staging / "profile.json").write_text(json.dumps(profile, indent=2))
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        _swap(staging, directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _swap(staging: Path, directory: Path) -> None:
-    if not directory.exists():
-        staging.rename(directory)
-        return
-    retired = directory.with_name(f".{directory.name}-old")
-    shutil.rmtree(retired, ignore_errors=True)
-    directory.rename(retired)
-    staging.rename(directory)
-    shutil.rmtree(retired, ignore_errors=True)
