@@ -15,7 +15,7 @@ import dataclasses
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,10 +50,10 @@ class Decision:
     data_digest: str  # the data prepared now, which the challenger must have been trained on
     split_digest: str  # the test rows both models are scored on
     champion_data_digest: str | None  # what the champion was trained on (evidence, not a gate)
-    verdict: Verdict
+    verdict: Verdict = field(default_factory=Verdict)
     # "challenger" / "champion" -> test metrics; empty when the data gates refused to compare.
-    metrics: dict[str, dict[str, float]]
-    latency_p95_ms: float | None
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    latency_p95_ms: float | None = None
 
     @property
     def promoted(self) -> bool:
@@ -102,17 +102,16 @@ def _decide(
 ) -> Decision:
     name, split_digest = config.registered_model, frame_digest(prepared.splits.test)
     old_data = None if champion is None else _trained_on(name, champion)
-    base = Decision(
-        name, challenger, champion, prepared.digest, split_digest, old_data, Verdict(()), {}, None
-    )
+    base = Decision(name, challenger, champion, prepared.digest, split_digest, old_data)
     if champion == challenger:
-        return _with(base, (Gate("champion", False, f"v{challenger} is the champion already"),))
+        gate = Gate("champion", False, f"v{challenger} is the champion already")
+        return dataclasses.replace(base, verdict=Verdict((gate,)))
     data = (
         same_data("data:challenger", prepared.digest, _trained_on(name, challenger)),
         same_split("data:test_split", split_digest, prepared.test_digest),
     )
     if not all(gate.passed for gate in data):
-        return _with(base, data)
+        return dataclasses.replace(base, verdict=Verdict(data))
     metrics, latency = _measure(config, prepared, challenger, champion)
     gates = metric_gates(config.promote, metrics["challenger"], metrics.get("champion"), latency)
     verdict = Verdict((*data, *gates))
@@ -150,10 +149,6 @@ def _score_champion(
             f"champion {name} v{version} cannot score the current test split "
             f"({first_line(err)}); judge the challenger alone with --ignore-champion"
         ) from None
-
-
-def _with(decision: Decision, gates: tuple[Gate, ...]) -> Decision:
-    return dataclasses.replace(decision, verdict=Verdict(gates))
 
 
 def _record(decision: Decision, ignore_champion: bool) -> None:
