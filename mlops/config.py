@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 from pydantic_core import ErrorDetails
 
 from mlops.errors import ConfigError
@@ -40,7 +41,8 @@ PositiveInt = Annotated[int, Strict(), Field(gt=0)]
 PositiveFloat = Annotated[float, Strict(), Field(gt=0)]
 Fraction = Annotated[float, Strict(), Field(ge=0, lt=1)]
 OpenFraction = Annotated[float, Strict(), Field(gt=0, lt=1)]
-# Every section rejects keys it does not know.
+# Every section rejects keys it does not know; sections are pydantic dataclasses, so a section built
+# in code (tests, benchmarks, a trial's params) is validated as the YAML is.
 SECTION = ConfigDict(extra="forbid")
 # The one place the embedded store is named (the Makefile's STORE is the same folder): MLflow's
 # database and artifacts (mlops/tracking.py), and the default Optuna storage.
@@ -51,9 +53,8 @@ OptunaStorage = Annotated[
 ]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class DataConfig:
-    __pydantic_config__ = SECTION
     # "sklearn:breast_cancer", "sklearn:diabetes", a .csv / .parquet file, a folder or glob of
     # them, s3://bucket/key-or-prefix, or an http(s):// URL (mlops/sources.py).
     source: str
@@ -81,17 +82,15 @@ class DataConfig:
             )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class LinearParams:
-    __pydantic_config__ = SECTION
     # Inverse regularisation strength (LogisticRegression C; Ridge uses alpha = 1 / C).
     C: PositiveFloat = 1.0
     max_iter: PositiveInt = 1000
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class ForestParams:
-    __pydantic_config__ = SECTION
     n_estimators: PositiveInt = 200
     max_depth: PositiveInt | None = None
     min_samples_leaf: PositiveInt = 1
@@ -99,9 +98,8 @@ class ForestParams:
     max_features: PositiveFloat = 0.5
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class MLPParams:
-    __pydantic_config__ = SECTION
     hidden_units: Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (64, 32)
     dropout: Fraction = 0.1
     learning_rate: PositiveFloat = 1e-3
@@ -114,9 +112,8 @@ class MLPParams:
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class TrainConfig:
-    __pydantic_config__ = SECTION
     families: tuple[Family, ...] = ("linear", "random_forest", "torch_mlp")
     # Validation metric that picks the run registered as `challenger`.
     selection_metric: str = "roc_auc"
@@ -125,11 +122,10 @@ class TrainConfig:
     torch_mlp: MLPParams = field(default_factory=MLPParams)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class SearchParam:
     """One searched setting: an int or float range (`log`: sampled on a log scale) or `choices`."""
 
-    __pydantic_config__ = SECTION
     type: Literal["int", "float", "categorical"]
     low: Float | None = None
     high: Float | None = None
@@ -139,9 +135,8 @@ class SearchParam:
     choices: tuple[Any, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class TuneConfig:
-    __pydantic_config__ = SECTION
     families: tuple[Family, ...] = ("linear", "random_forest", "torch_mlp")
     # Finished (complete or pruned) trials per family study, counted over every worker and machine
     # sharing the study. Running the study again continues towards it; never more.
@@ -223,9 +218,8 @@ def search_value(name: str, value: Any) -> Any:
         raise ConfigError(f"hidden_units {value!r} must be widths like '64-32'") from None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class PromoteConfig:
-    __pydantic_config__ = SECTION
     # Test-set bounds every challenger must meet: at least this for higher-is-better metrics, at
     # most this for lower-is-better ones (log_loss, rmse, mae).
     thresholds: dict[str, Float] = field(
@@ -243,9 +237,8 @@ class PromoteConfig:
     max_latency_p95_ms: PositiveFloat = 50.0
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class ServeConfig:
-    __pydantic_config__ = SECTION
     # The model server (docs/serving.md). HOST, PORT and MODEL_URI in the environment
     # (or --host, --port, --model-uri) override host, port and models:/<registered_model>@alias.
     host: str = "127.0.0.1"
@@ -294,9 +287,8 @@ class ServeConfig:
     drift_window_rows: Int = 10_000
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class Config:
-    __pydantic_config__ = SECTION
     experiment: str
     registered_model: str
     seed: Int
