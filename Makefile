@@ -80,7 +80,7 @@ PREPARE_SOURCES := scripts/prepare.py mlops/prepare.py mlops/data.py mlops/sourc
 	mlops/profile.py $(CORE_SOURCES)
 # models/ whole: torch_pyfunc_entry.py is logged by path ("model from code"), not imported.
 TRAIN_SOURCES := scripts/train.py mlops/train.py mlops/evaluate.py \
-	mlops/plots.py mlops/provenance.py mlops/registry.py $(wildcard mlops/models/*.py)
+	mlops/plots.py mlops/registry.py $(wildcard mlops/models/*.py)
 TUNE_SOURCES := scripts/tune.py mlops/tune.py $(wildcard mlops/tuning/*.py)
 PROMOTE_SOURCES := scripts/promote.py mlops/promote.py mlops/gates.py
 

@@ -1,4 +1,5 @@
-"""Where MLflow records runs and models: the environment's server, or the embedded local store.
+"""Where MLflow records runs and models: the environment's server, or the embedded local store;
+and the git commit every run and model records.
 
 With `MLFLOW_TRACKING_URI` unset, runs go to a SQLite database and a local artifact folder under
 `.mlflow/` in the repository (git-ignored), so the pipeline works offline on a fresh clone.
@@ -7,6 +8,7 @@ With `MLFLOW_TRACKING_URI` unset, runs go to a SQLite database and a local artif
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import mlflow
@@ -59,3 +61,20 @@ def _artifacts_beside_sqlite(tracking_uri: str) -> str | None:
         return None
     database = Path(tracking_uri.removeprefix(prefix))
     return (database.parent / "artifacts").resolve().as_uri()
+
+
+def git_commit() -> str:
+    """HEAD's commit (with "-dirty" when the tree has changes); `GIT_COMMIT` in images."""
+    if os.environ.get("GIT_COMMIT"):
+        return os.environ["GIT_COMMIT"]
+    try:
+        head = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
+def _git(*args: str) -> str:
+    result = subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=10)
+    return result.stdout.strip()

@@ -24,9 +24,8 @@ from mlops.models.families import FamilyParams, FitInputs, family_params, fit_fa
 from mlops.models.logged import log_model
 from mlops.models.torch_mlp import TorchMLP
 from mlops.profile import prediction_profile
-from mlops.provenance import git_commit
 from mlops.registry import CHALLENGER, register
-from mlops.tracking import configure_tracking, use_experiment
+from mlops.tracking import configure_tracking, git_commit, use_experiment
 
 log = logging.getLogger(__name__)
 

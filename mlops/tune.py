@@ -27,9 +27,8 @@ from mlops.data import PreparedData, load_prepared
 from mlops.errors import TuneError
 from mlops.evaluate import check_metric, greater_is_better
 from mlops.models.families import family_params
-from mlops.provenance import git_commit
 from mlops.registry import CHALLENGER, register
-from mlops.tracking import configure_tracking, use_experiment
+from mlops.tracking import configure_tracking, git_commit, use_experiment
 from mlops.train import FamilyRun, fit_inputs, run_family, version_tags
 from mlops.tuning.objective import trial_params
 from mlops.tuning.study import (
