@@ -56,10 +56,6 @@ class NetworkSpec:
     target_mean: float = 0.0
     target_std: float = 1.0
 
-    @property
-    def output_dim(self) -> int:
-        return len(self.classes) if self.task == "classification" else 1
-
 
 @dataclass
 class History:
@@ -74,7 +70,7 @@ def build_network(spec: NetworkSpec) -> nn.Sequential:
     for units in spec.hidden_units:
         layers += [nn.Linear(width, units), nn.ReLU(), nn.Dropout(spec.dropout)]
         width = units
-    layers.append(nn.Linear(width, spec.output_dim))
+    layers.append(nn.Linear(width, len(spec.classes) if spec.task == "classification" else 1))
     return nn.Sequential(*layers)
 
 
