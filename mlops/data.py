@@ -104,15 +104,13 @@ def coerce_types(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
 
 def split(frame: pd.DataFrame, config: DataConfig, seed: int) -> Splits:
     """Train / validation / test, stratified on the target for classification."""
-    stratify = frame[config.target] if config.task == "classification" else None
-    rest, test = train_test_split(
-        frame, test_size=config.test_fraction, random_state=seed, stratify=stratify
-    )
-    rest_stratify = rest[config.target] if config.task == "classification" else None
-    validation_share = config.validation_fraction / (1.0 - config.test_fraction)
-    train, validation = train_test_split(
-        rest, test_size=validation_share, random_state=seed, stratify=rest_stratify
-    )
+
+    def cut(rows: pd.DataFrame, share: float) -> list[pd.DataFrame]:
+        stratify = rows[config.target] if config.task == "classification" else None
+        return list(train_test_split(rows, test_size=share, random_state=seed, stratify=stratify))
+
+    rest, test = cut(frame, config.test_fraction)
+    train, validation = cut(rest, config.validation_fraction / (1.0 - config.test_fraction))
     return Splits(train=train, validation=validation, test=test)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
-from mlops.config import Config
+from mlops.config import Config, PromoteConfig
 from mlops.data import PreparedData, frame_digest, load_prepared
 from mlops.errors import RegistryError
 from mlops.evaluate import check_metric, evaluate
@@ -129,12 +129,7 @@ def _measure(
         metrics["champion"] = _score_champion(name, champion, features, target, task)
     pyfunc, estimator = _load(name, challenger)
     metrics["challenger"] = evaluate(estimator, features, target, task)
-    # Timed with the server's torch threads per predict call: what serving will see.
-    gate, threads = config.promote, config.serve.model_threads
-    latency = _latency_p95_ms(
-        pyfunc, features, gate.latency_batch_rows, gate.latency_repeats, threads
-    )
-    return metrics, latency
+    return metrics, _latency_p95_ms(pyfunc, features, config.promote, config.serve.model_threads)
 
 
 def _score_champion(
@@ -222,27 +217,27 @@ def _load(name: str, version: str) -> tuple[Any, Any]:
 
 def _trained_on(name: str, version: str) -> str | None:
     """The data digest a version was trained on, without loading the model itself."""
-    tags = MlflowClient().get_model_version(name, version).tags
-    if tags.get("data_digest"):
-        return str(tags["data_digest"])
-    metadata = mlflow.models.get_model_info(f"models:/{name}/{version}").metadata or {}
-    digest = metadata.get("data_digest")
+    digest = MlflowClient().get_model_version(name, version).tags.get("data_digest")
+    if not digest:
+        metadata = mlflow.models.get_model_info(f"models:/{name}/{version}").metadata or {}
+        digest = metadata.get("data_digest")
     return None if digest is None else str(digest)
 
 
 def _latency_p95_ms(
-    pyfunc: Any, features: pd.DataFrame, rows: int, repeats: int, torch_threads: int
+    pyfunc: Any, features: pd.DataFrame, gate: PromoteConfig, torch_threads: int
 ) -> float:
-    """p95 wall time of `pyfunc.predict` on `rows` rows (drawn from `features`), after a warm-up.
+    """p95 wall time of `pyfunc.predict` on a batch of rows drawn from `features`, after a warm-up.
 
-    PyTorch runs with `torch_threads` intra-op threads, as the server does: on a small network the
-    thread pool's overhead, not the arithmetic, dominates.
+    PyTorch runs with the server's intra-op threads (`serve.model_threads`): on a small network
+    the thread pool's overhead, not the arithmetic, dominates.
     """
+    rows = gate.latency_batch_rows
     batch = features.sample(n=rows, replace=rows > len(features), random_state=0)
     with torch_thread_limit(torch_threads):
         pyfunc.predict(batch)
         times = []
-        for _ in range(repeats):
+        for _ in range(gate.latency_repeats):
             started = time.perf_counter()
             pyfunc.predict(batch)
             times.append((time.perf_counter() - started) * 1000.0)

@@ -45,22 +45,13 @@ def use_experiment(name: str) -> str:
     On a SQLite store, artifacts go to an `artifacts/` folder beside the database file; a tracking
     server chooses its own (proxied) artifact location.
     """
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is None:
-        location = _artifacts_beside_sqlite(mlflow.get_tracking_uri())
-        experiment_id: str = mlflow.create_experiment(name, artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
-    mlflow.set_experiment(experiment_id=experiment_id)
-    return experiment_id
-
-
-def _artifacts_beside_sqlite(tracking_uri: str) -> str | None:
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
-        return None
-    database = Path(tracking_uri.removeprefix(prefix))
-    return (database.parent / "artifacts").resolve().as_uri()
+    if mlflow.get_experiment_by_name(name) is None:
+        uri, location = mlflow.get_tracking_uri(), None
+        if uri.startswith("sqlite:///"):
+            database = Path(uri.removeprefix("sqlite:///"))
+            location = (database.parent / "artifacts").resolve().as_uri()
+        mlflow.create_experiment(name, artifact_location=location)
+    return str(mlflow.set_experiment(name).experiment_id)
 
 
 def git_commit() -> str:
