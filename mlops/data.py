@@ -134,9 +134,12 @@ def _row_hashes(frame: pd.DataFrame) -> bytes:
     return hashes
 
 
-def write_splits(splits: Splits, directory: Path) -> None:
-    for name, frame in splits.named().items():
+def write_prepared(prepared: PreparedData, directory: Path) -> None:
+    """The splits, profile and manifest into `directory`, as `load_prepared` reads them."""
+    for name, frame in prepared.splits.named().items():
         frame.to_parquet(directory / f"{name}.parquet", index=True)
+    (directory / "profile.json").write_text(json.dumps(prepared.profile, indent=2))
+    (directory / "manifest.json").write_text(json.dumps(prepared.manifest, indent=2))
 
 
 def read_splits(directory: Path) -> Splits:

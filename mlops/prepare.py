@@ -8,18 +8,16 @@ anything is written or any MLflow run is started.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import mlflow
 
 from mlops.config import Config
 from mlops.data import (
+    PreparedData,
     RawData,
     Splits,
     coerce_types,
@@ -28,7 +26,7 @@ from mlops.data import (
     split,
     splits_digest,
     staged_folder,
-    write_splits,
+    write_prepared,
 )
 from mlops.profile import build_profile
 from mlops.tracking import configure_tracking, use_experiment
@@ -37,30 +35,23 @@ from mlops.validation import ValidationReport, validate
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Prepared:
-    directory: Path
-    manifest: dict[str, Any]
-
-
-def prepare(config: Config) -> Prepared:
+def prepare(config: Config) -> PreparedData:
     data = config.data
     raw = load_raw(data, data.raw_dir)
     report = validate(raw.frame, data)
-    frame = coerce_types(raw.frame, report.kinds)
-    splits = split(frame, data, config.seed)
+    splits = split(coerce_types(raw.frame, report.kinds), data, config.seed)
     profile = build_profile(splits.train, report.kinds, data.target, data.task)
-    manifest = _manifest(config, raw, report, splits)
+    prepared = PreparedData(splits, _manifest(config, raw, report, splits), profile)
     configure_tracking()
     use_experiment(config.experiment)
     run = mlflow.start_run(run_name="prepare", tags={"mlops.step": "prepare"})
     with run, staged_folder(data.prepared_dir) as staging:
-        _record(config, splits, manifest, profile)
-        write_splits(splits, staging)
-        (staging / "profile.json").write_text(json.dumps(profile, indent=2))
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    log.info("prepared %s: %s rows, digest %s", data.source, manifest["rows"], manifest["digest"])
-    return Prepared(directory=data.prepared_dir, manifest=manifest)
+        _record(config, prepared)
+        write_prepared(prepared, staging)
+    log.info(
+        "prepared %s: %s rows, digest %s", data.source, prepared.manifest["rows"], prepared.digest
+    )
+    return prepared
 
 
 def _manifest(
@@ -83,10 +74,9 @@ def _manifest(
     }
 
 
-def _record(
-    config: Config, splits: Splits, manifest: dict[str, Any], profile: dict[str, Any]
-) -> None:
-    for name, frame in splits.named().items():
+def _record(config: Config, prepared: PreparedData) -> None:
+    manifest = prepared.manifest
+    for name, frame in prepared.splits.named().items():
         with warnings.catch_warnings():
             # MLflow hints about ambiguous local sources and integer targets; neither applies.
             warnings.simplefilter("ignore", UserWarning)
@@ -100,4 +90,4 @@ def _record(
     mlflow.log_metrics({f"rows_{n}": float(r) for n, r in manifest["rows"].items()})
     mlflow.log_metric("duplicate_rows", manifest["duplicate_rows"])
     mlflow.log_dict(manifest, "manifest.json")
-    mlflow.log_dict(profile, "profile.json")
+    mlflow.log_dict(prepared.profile, "profile.json")
