@@ -47,10 +47,9 @@ from unittest.mock import patch
 from mlops import tune as tune_step
 from mlops.cli import EXIT_OK, make_parser, parse, run_step
 from mlops.config import Config
-from mlops.data import PreparedData, load_prepared
-from mlops.models.families import FitInputs, family_params, fit_family
+from mlops.data import FitInputs, PreparedData, load_prepared
+from mlops.models.families import family_params, fit_family
 from mlops.tracking import configure_tracking, use_experiment
-from mlops.train import fit_inputs
 from mlops.tuning.workers import process_context, run_workers, trial_threads
 
 log = logging.getLogger(__name__)
@@ -145,7 +144,7 @@ def _cpu_jobs(config: Config, prepared: PreparedData, copies: int) -> float:
     """Seconds until `copies` processes, started together, have each fitted the same forests on
     one thread (process start-up and imports not included)."""
     context = process_context()
-    inputs = fit_inputs(config, prepared)
+    inputs = prepared.fit_inputs(config.seed)
     start, seconds = context.Barrier(copies), context.Queue()
     processes = [
         context.Process(target=_fit_forests, args=(config, inputs, start, seconds))

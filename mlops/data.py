@@ -49,6 +49,17 @@ class Splits:
 
 
 @dataclass(frozen=True)
+class FitInputs:
+    """What fitting a model family needs: the training and validation (features, target)."""
+
+    train: tuple[pd.DataFrame, pd.Series]
+    validation: tuple[pd.DataFrame, pd.Series]
+    kinds: dict[str, str]  # feature column -> "numeric" | "categorical"
+    task: str
+    seed: int
+
+
+@dataclass(frozen=True)
 class PreparedData:
     splits: Splits
     manifest: dict[str, Any]
@@ -68,6 +79,10 @@ class PreparedData:
         frame = self.splits.named()[split]
         target = self.manifest["target"]
         return frame.drop(columns=[target]), frame[target]
+
+    def fit_inputs(self, seed: int) -> FitInputs:
+        kinds, task = self.manifest["kinds"], self.manifest["task"]
+        return FitInputs(self.xy("train"), self.xy("validation"), kinds, task, seed)
 
 
 def load_raw(config: DataConfig, snapshot_dir: Path) -> RawData:

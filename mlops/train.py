@@ -20,7 +20,7 @@ from mlops import plots
 from mlops.config import Config, as_dict
 from mlops.data import PreparedData, load_prepared
 from mlops.evaluate import check_metric, evaluate, greater_is_better, permutation_importance
-from mlops.models.families import FamilyParams, FitInputs, family_params, fit_family
+from mlops.models.families import FamilyParams, family_params, fit_family
 from mlops.models.logged import log_model
 from mlops.models.torch_mlp import TorchMLP
 from mlops.profile import prediction_profile
@@ -62,16 +62,6 @@ def train(config: Config) -> TrainResult:
     return TrainResult(runs=runs, best=best, version=version)
 
 
-def fit_inputs(config: Config, prepared: PreparedData) -> FitInputs:
-    return FitInputs(
-        train=prepared.xy("train"),
-        validation=prepared.xy("validation"),
-        kinds=prepared.manifest["kinds"],
-        task=config.data.task,
-        seed=config.seed,
-    )
-
-
 def version_tags(family: str, prepared: PreparedData) -> dict[str, str]:
     return {"family": family, "data_digest": prepared.digest, "git_commit": git_commit()}
 
@@ -91,7 +81,7 @@ def run_family(
         mlflow.log_params({"data_digest": prepared.digest, "git_commit": git_commit()})
         mlflow.log_dict(as_dict(config), "config.yaml")
         started = time.perf_counter()
-        model = fit_family(family, params, fit_inputs(config, prepared))
+        model = fit_family(family, params, prepared.fit_inputs(config.seed))
         fitted = time.perf_counter()
         scores = _log_evaluation(config, model, prepared)
         evaluated = time.perf_counter()

@@ -29,7 +29,7 @@ from mlops.evaluate import check_metric, greater_is_better
 from mlops.models.families import family_params
 from mlops.registry import CHALLENGER, register
 from mlops.tracking import configure_tracking, git_commit, use_experiment
-from mlops.train import FamilyRun, fit_inputs, run_family, version_tags
+from mlops.train import FamilyRun, run_family, version_tags
 from mlops.tuning.objective import trial_params
 from mlops.tuning.study import (
     StudySummary,
@@ -91,7 +91,7 @@ def run_session(config: Config, prepared: PreparedData, experiment_id: str | Non
         tracking = mlflow.get_tracking_uri()
         session = Session(config, url, names, deadline, tracking, experiment_id, parent)
         try:
-            exits = run_workers(session, fit_inputs(config, prepared), studies)
+            exits = run_workers(session, prepared.fit_inputs(config.seed), studies)
         except KeyboardInterrupt:
             mlflow.end_run("KILLED")  # no-op when untracked
             raise TuneError("tuning interrupted; run it again to resume the studies") from None

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,9 @@ from torch import nn
 
 from mlops.config import MLPParams
 from mlops.errors import ConfigError
+
+if TYPE_CHECKING:  # only for annotations: mlops.data does not travel inside a logged model
+    from mlops.data import FitInputs
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ def torch_thread_limit(threads: int) -> Iterator[None]:
 
 
 EpochCallback = Callable[[int, "TorchMLP"], None]
+Tensors = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -122,28 +126,25 @@ class TorchMLP:
 
 
 def fit_mlp(
-    preprocessor: Any,
-    train: tuple[pd.DataFrame, pd.Series],
-    validation: tuple[pd.DataFrame, pd.Series],
-    params: MLPParams,
-    task: str,
-    seed: int,
-    on_epoch: EpochCallback | None = None,
+    preprocessor: Any, inputs: FitInputs, params: MLPParams, on_epoch: EpochCallback | None = None
 ) -> TorchMLP:
     """Fit the preprocessor on the training rows only, then the network with early stopping."""
-    torch.manual_seed(seed)
+    torch.manual_seed(inputs.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    x_train = np.asarray(preprocessor.fit_transform(train[0]), dtype=np.float32)
-    x_val = np.asarray(preprocessor.transform(validation[0]), dtype=np.float32)
-    spec = _spec(x_train.shape[1], train[1], params, task)
+    x_train = preprocessor.fit_transform(inputs.train[0])
+    spec = _spec(x_train.shape[1], inputs.train[1], params, inputs.task)
     model = TorchMLP(preprocessor, build_network(spec), spec)
     device = pick_device(params.device)
     model.network.to(device)
-    data = {
-        "train": (torch.from_numpy(x_train).to(device), _encode(train[1], spec).to(device)),
-        "validation": (torch.from_numpy(x_val).to(device), _encode(validation[1], spec).to(device)),
-    }
-    _train_loop(model, data, params, torch.Generator().manual_seed(seed), on_epoch)
+
+    def tensors(x: Any, y: pd.Series) -> Tensors:
+        rows = torch.from_numpy(np.asarray(x, dtype=np.float32))
+        return rows.to(device), _encode(y, spec).to(device)
+
+    train = tensors(x_train, inputs.train[1])
+    validation = tensors(preprocessor.transform(inputs.validation[0]), inputs.validation[1])
+    shuffle = torch.Generator().manual_seed(inputs.seed)
+    _train_loop(model, train, validation, params, shuffle, on_epoch)
     model.network.to("cpu")
     return model
 
@@ -164,18 +165,16 @@ def _encode(target: pd.Series, spec: NetworkSpec) -> torch.Tensor:
     return torch.from_numpy(scaled.astype(np.float32)).unsqueeze(1)
 
 
-Tensors = tuple[torch.Tensor, torch.Tensor]
-
-
 def _train_loop(
     model: TorchMLP,
-    data: dict[str, Tensors],
+    train: Tensors,
+    validation: Tensors,
     params: MLPParams,
     shuffle: torch.Generator,
     on_epoch: EpochCallback | None,
 ) -> None:
     """Train until the validation loss has not improved for `patience` epochs; keep the best."""
-    network, (x_val, y_val) = model.network, data["validation"]
+    network, (x_val, y_val) = model.network, validation
     loss_fn: nn.Module = (
         nn.CrossEntropyLoss() if model.spec.task == "classification" else nn.MSELoss()
     )
@@ -184,7 +183,7 @@ def _train_loop(
     )
     best_loss, best_state, waited = float("inf"), copy.deepcopy(network.state_dict()), 0
     for epoch in range(params.max_epochs):
-        loss = _train_epoch(network, data["train"], params.batch_size, shuffle, loss_fn, optimizer)
+        loss = _train_epoch(network, train, params.batch_size, shuffle, loss_fn, optimizer)
         model.history.train_loss.append(loss)
         network.eval()
         with torch.no_grad():

@@ -19,8 +19,9 @@ from typing import Any
 import optuna
 
 from mlops.config import Config, SearchParam, search_value
+from mlops.data import FitInputs
 from mlops.evaluate import evaluate
-from mlops.models.families import FamilyParams, FitInputs, family_params, fit_family
+from mlops.models.families import FamilyParams, family_params, fit_family
 from mlops.models.torch_mlp import EpochCallback, TorchMLP
 
 

@@ -33,10 +33,8 @@ from threadpoolctl import threadpool_limits
 
 from mlops.cli import setup_logging
 from mlops.config import Config
-from mlops.data import load_prepared
-from mlops.models.families import FitInputs
+from mlops.data import FitInputs, load_prepared
 from mlops.models.torch_mlp import torch_thread_limit
-from mlops.train import fit_inputs
 from mlops.tuning.objective import Objective
 from mlops.tuning.study import FINISHED, budget, has_target, open_storage, open_study
 
@@ -154,7 +152,7 @@ def _worker_main(session: Session, worker: int) -> None:
     """Entry point of a worker process: it loads the prepared data itself (a fast local read)."""
     setup_logging()
     logging.getLogger("mlops").setLevel(logging.WARNING)  # the calling process shows progress
-    inputs = fit_inputs(session.config, load_prepared(session.config.data))
+    inputs = load_prepared(session.config.data).fit_inputs(session.config.seed)
     try:
         with quiet_optuna(), trial_threads(1):
             work(session, inputs, worker)
