@@ -29,7 +29,7 @@ from mlops.data import (
     write_prepared,
 )
 from mlops.profile import build_profile
-from mlops.tracking import configure_tracking, use_experiment
+from mlops.tracking import use_experiment
 from mlops.validation import ValidationReport, validate
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,6 @@ def prepare(config: Config) -> PreparedData:
     splits = split(coerce_types(raw.frame, report.kinds), data, config.seed)
     profile = build_profile(splits.train, report.kinds, data.target, data.task)
     prepared = PreparedData(splits, _manifest(config, raw, report, splits), profile)
-    configure_tracking()
     use_experiment(config.experiment)
     run = mlflow.start_run(run_name="prepare", tags={"mlops.step": "prepare"})
     with run, staged_folder(data.prepared_dir) as staging:

@@ -65,7 +65,6 @@ def promote(config: Config, version: str | None = None, ignore_champion: bool = 
     for metric in (config.promote.metric, *config.promote.thresholds):
         check_metric(config.data.task, metric)
     prepared = load_prepared(config.data)
-    configure_tracking()
     use_experiment(config.experiment)
     name = config.registered_model
     challenger = version or _required_alias(name, CHALLENGER)

@@ -40,11 +40,12 @@ def configure_tracking() -> str:
 
 
 def use_experiment(name: str) -> str:
-    """Select (creating if needed) the experiment `name`; return its id.
+    """Configure tracking, then select (creating if needed) the experiment `name`; return its id.
 
     On a SQLite store, artifacts go to an `artifacts/` folder beside the database file; a tracking
     server chooses its own (proxied) artifact location.
     """
+    configure_tracking()
     if mlflow.get_experiment_by_name(name) is None:
         uri, location = mlflow.get_tracking_uri(), None
         if uri.startswith("sqlite:///"):

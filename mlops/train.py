@@ -25,7 +25,7 @@ from mlops.models.logged import log_model
 from mlops.models.torch_mlp import TorchMLP
 from mlops.profile import prediction_profile
 from mlops.registry import CHALLENGER, register
-from mlops.tracking import configure_tracking, git_commit, use_experiment
+from mlops.tracking import git_commit, use_experiment
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ class TrainResult:
 def train(config: Config) -> TrainResult:
     check_metric(config.data.task, config.train.selection_metric)
     prepared = load_prepared(config.data)
-    configure_tracking()
     use_experiment(config.experiment)
     runs = [
         run_family(config, family, family_params(config.train, family), prepared)

@@ -28,7 +28,7 @@ from mlops.errors import TuneError
 from mlops.evaluate import check_metric, greater_is_better
 from mlops.models.families import family_params
 from mlops.registry import CHALLENGER, register
-from mlops.tracking import configure_tracking, git_commit, use_experiment
+from mlops.tracking import git_commit, use_experiment
 from mlops.train import FamilyRun, run_family, version_tags
 from mlops.tuning.objective import trial_params
 from mlops.tuning.study import (
@@ -67,7 +67,6 @@ class TuneResult:
 def tune(config: Config) -> TuneResult:
     check_metric(config.data.task, config.train.selection_metric)
     prepared = load_prepared(config.data)
-    configure_tracking()
     session = run_session(config, prepared, use_experiment(config.experiment))
     best = _best(session.summaries, config.train.selection_metric)
     version, refit = _register(config, prepared, best, str(session.parent_run_id))
