@@ -191,7 +191,6 @@ def _check_search_param(family: str, name: str, param: SearchParam) -> None:
 
 
 def _search_bounds(param: SearchParam, key: str) -> list[Any]:
-    """The extreme values of a searched setting: its choices, or the ends of its range."""
     if param.type == "categorical":
         if not param.choices or param.low is not None or param.high is not None:
             raise ConfigError(f"{key}: a categorical needs `choices` (and no low/high)")
@@ -300,7 +299,6 @@ class Config:
 
 
 def load_config(path: Path, overrides: typing.Sequence[str] = ()) -> Config:
-    """Read `path`, apply `key.path=value` overrides, and return the validated config."""
     raw = _read_yaml(path)
     for override in overrides:
         _apply_override(raw, override)

@@ -150,7 +150,6 @@ def _row_hashes(frame: pd.DataFrame) -> bytes:
 
 
 def write_prepared(prepared: PreparedData, directory: Path) -> None:
-    """The splits, profile and manifest into `directory`, as `load_prepared` reads them."""
     for name, frame in prepared.splits.named().items():
         frame.to_parquet(directory / f"{name}.parquet", index=True)
     (directory / "profile.json").write_text(json.dumps(prepared.profile, indent=2))

@@ -57,7 +57,6 @@ def requirements(family: str) -> list[str]:
 
 
 def log_model(model: Any, family: str, features: pd.DataFrame, metadata: dict[str, Any]) -> Any:
-    """Log `model` in the active run; return MLflow's `ModelInfo`."""
     with warnings.catch_warnings():
         # MLflow hints that integer outputs cannot hold missing values (predicted labels never
         # do) and about environment inference (requirements are explicit here).
@@ -102,7 +101,6 @@ def _copy_model_code(destination: Path) -> Path:
 
 
 def save_parts(model: TorchMLP, directory: Path) -> dict[str, str]:
-    """Write the three parts of `model` into `directory`; return MLflow's artifacts mapping."""
     paths = {key: directory / name for key, name in TORCH_PARTS.items()}
     skops.io.dump(model.preprocessor, paths["preprocessor"])
     torch.save(model.network.state_dict(), paths["weights"])

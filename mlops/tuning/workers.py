@@ -66,7 +66,6 @@ def process_context() -> SpawnContext:
 def work(
     session: Session, inputs: FitInputs, worker: int, after_trial: TrialCallback | None = None
 ) -> None:
-    """Run trials until every study has its target or the deadline passes."""
     config = session.config
     storage = open_storage(session.storage_url, config.tune, checked=True)
     for family, name in session.studies.items():
