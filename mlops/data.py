@@ -92,17 +92,17 @@ def load_raw(config: DataConfig, snapshot_dir: Path) -> RawData:
     read leaves no snapshot behind.
     """
     if config.source.startswith("sklearn:"):
-        frame = _load_bundled(config.source.removeprefix("sklearn:"), config.target)
-        snapshot = _snapshot_frame(frame, snapshot_dir, config.source.removeprefix("sklearn:"))
-        return RawData(frame=frame, snapshot=snapshot, digest=file_digest(snapshot))
+        name = config.source.removeprefix("sklearn:")
+        frame = _load_bundled(name, config.target)
+        with tempfile.TemporaryDirectory() as staging:
+            written = Path(staging) / f"{name}.csv"
+            frame.to_csv(written, index=False)
+            return RawData(frame, *_snapshot_file(written, snapshot_dir, written.name))
     with fetch(config.source) as parts:
         frame = read_parts(parts)
         if parts.partitioned:
-            snapshot, digest = _snapshot_parts(parts, snapshot_dir)
-        else:
-            snapshot = _snapshot_file(parts.parts[0].path, snapshot_dir, parts.title)
-            digest = file_digest(snapshot)
-    return RawData(frame=frame, snapshot=snapshot, digest=digest)
+            return RawData(frame, *_snapshot_parts(parts, snapshot_dir))
+        return RawData(frame, *_snapshot_file(parts.parts[0].path, snapshot_dir, parts.title))
 
 
 def coerce_types(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
@@ -181,23 +181,17 @@ def _load_bundled(name: str, target: str) -> pd.DataFrame:
     return frame.rename(columns={"target": target})
 
 
-def _snapshot_frame(frame: pd.DataFrame, directory: Path, name: str) -> Path:
-    with tempfile.TemporaryDirectory() as staging:
-        written = Path(staging) / f"{name}.csv"
-        frame.to_csv(written, index=False)
-        return _snapshot_file(written, directory, written.name)
-
-
-def _snapshot_file(source: Path, directory: Path, name: str) -> Path:
+def _snapshot_file(source: Path, directory: Path, name: str) -> tuple[Path, str]:
     """Store `source` as `<directory>/<sha256 prefix>-<name>`, read-only; reuse an equal copy."""
-    target = directory / f"{file_digest(source)[:16]}-{name}"
+    digest = file_digest(source)
+    target = directory / f"{digest[:16]}-{name}"
     if not target.exists():
         directory.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         shutil.copyfile(source, partial)
         partial.chmod(0o444)
         partial.replace(target)
-    return target
+    return target, digest
 
 
 def _snapshot_parts(parts: Parts, directory: Path) -> tuple[Path, str]:
