@@ -156,16 +156,6 @@ def write_prepared(prepared: PreparedData, directory: Path) -> None:
     (directory / "manifest.json").write_text(json.dumps(prepared.manifest, indent=2))
 
 
-def read_splits(directory: Path) -> Splits:
-    missing = [n for n in SPLIT_NAMES if not (directory / f"{n}.parquet").is_file()]
-    if missing:
-        raise DataError(
-            f"no prepared data in {directory} (missing {missing[0]}.parquet): run prepare first"
-        )
-    frames = {n: pd.read_parquet(directory / f"{n}.parquet") for n in SPLIT_NAMES}
-    return Splits(**frames)
-
-
 def file_digest(path: Path) -> str:
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
@@ -245,7 +235,12 @@ def listing_digest(files: list[tuple[str, Path]]) -> str:
 def load_prepared(config: DataConfig) -> PreparedData:
     """The splits, manifest and profile prepare wrote for `config`, checked against it."""
     directory = config.prepared_dir
-    splits = read_splits(directory)
+    missing = [n for n in SPLIT_NAMES if not (directory / f"{n}.parquet").is_file()]
+    if missing:
+        raise DataError(
+            f"no prepared data in {directory} (missing {missing[0]}.parquet): run prepare first"
+        )
+    splits = Splits(**{n: pd.read_parquet(directory / f"{n}.parquet") for n in SPLIT_NAMES})
     manifest = json.loads((directory / "manifest.json").read_text())
     profile = json.loads((directory / "profile.json").read_text())
     if manifest["target"] != config.target or manifest["task"] != config.task:

@@ -123,10 +123,7 @@ def _figures(model: Any, features: pd.DataFrame, target: pd.Series, task: str) -
     else:
         figures = {"residuals.png": plots.residuals_figure(target, model.predict(features))}
     if isinstance(model, TorchMLP):
-        history = model.history
-        figures["loss_curve.png"] = plots.loss_figure(
-            history.train_loss, history.validation_loss, history.best_epoch
-        )
+        figures["loss_curve.png"] = plots.loss_figure(model.history)
     return figures
 
 

@@ -109,14 +109,11 @@ def _session_run(
     tags = {"mlops.step": "tune", "mlops.data_digest": prepared.digest}
     with mlflow.start_run(experiment_id=experiment_id, run_name="tune-session", tags=tags) as run:
         tune = config.tune
+        settings = ("trials", "timeout_s", "workers", "sampler", "pruner")
+        mlflow.log_params({name: getattr(tune, name) for name in settings})
         mlflow.log_params(
             {
                 "families": ",".join(tune.families),
-                "trials": tune.trials,
-                "timeout_s": tune.timeout_s,
-                "workers": tune.workers,
-                "sampler": tune.sampler,
-                "pruner": tune.pruner,
                 "storage": shown_url(storage_url(tune)),
                 "metric": config.train.selection_metric,
                 "data_digest": prepared.digest,
