@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 from pydantic_core import ErrorDetails
 
 from mlops.errors import ConfigError
@@ -40,13 +41,20 @@ PositiveInt = Annotated[int, Strict(), Field(gt=0)]
 PositiveFloat = Annotated[float, Strict(), Field(gt=0)]
 Fraction = Annotated[float, Strict(), Field(ge=0, lt=1)]
 OpenFraction = Annotated[float, Strict(), Field(gt=0, lt=1)]
-# Every section rejects keys it does not know.
+# Every section rejects keys it does not know; sections are pydantic dataclasses, so a section built
+# in code (tests, benchmarks, a trial's params) is validated as the YAML is.
 SECTION = ConfigDict(extra="forbid")
+# The one place the embedded store is named (the Makefile's STORE is the same folder): MLflow's
+# database and artifacts (mlops/tracking.py), and the default Optuna storage.
+EMBEDDED_STORE_DIR = Path(".mlflow")
+EMBEDDED_OPTUNA_STORAGE = f"sqlite:///{EMBEDDED_STORE_DIR / 'optuna.db'}"
+OptunaStorage = Annotated[
+    str, BeforeValidator(lambda v: EMBEDDED_OPTUNA_STORAGE if v is None else v)
+]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class DataConfig:
-    __pydantic_config__ = SECTION
     # "sklearn:breast_cancer", "sklearn:diabetes", a .csv / .parquet file, a folder or glob of
     # them, s3://bucket/key-or-prefix, or an http(s):// URL (mlops/sources.py).
     source: str
@@ -74,17 +82,15 @@ class DataConfig:
             )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class LinearParams:
-    __pydantic_config__ = SECTION
     # Inverse regularisation strength (LogisticRegression C; Ridge uses alpha = 1 / C).
     C: PositiveFloat = 1.0
     max_iter: PositiveInt = 1000
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class ForestParams:
-    __pydantic_config__ = SECTION
     n_estimators: PositiveInt = 200
     max_depth: PositiveInt | None = None
     min_samples_leaf: PositiveInt = 1
@@ -92,9 +98,8 @@ class ForestParams:
     max_features: PositiveFloat = 0.5
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class MLPParams:
-    __pydantic_config__ = SECTION
     hidden_units: Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (64, 32)
     dropout: Fraction = 0.1
     learning_rate: PositiveFloat = 1e-3
@@ -107,9 +112,8 @@ class MLPParams:
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class TrainConfig:
-    __pydantic_config__ = SECTION
     families: tuple[Family, ...] = ("linear", "random_forest", "torch_mlp")
     # Validation metric that picks the run registered as `challenger`.
     selection_metric: str = "roc_auc"
@@ -118,11 +122,10 @@ class TrainConfig:
     torch_mlp: MLPParams = field(default_factory=MLPParams)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class SearchParam:
     """One searched setting: an int or float range (`log`: sampled on a log scale) or `choices`."""
 
-    __pydantic_config__ = SECTION
     type: Literal["int", "float", "categorical"]
     low: Float | None = None
     high: Float | None = None
@@ -132,9 +135,8 @@ class SearchParam:
     choices: tuple[Any, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class TuneConfig:
-    __pydantic_config__ = SECTION
     families: tuple[Family, ...] = ("linear", "random_forest", "torch_mlp")
     # Finished (complete or pruned) trials per family study, counted over every worker and machine
     # sharing the study. Running the study again continues towards it; never more.
@@ -151,9 +153,9 @@ class TuneConfig:
     # (worse than the median of earlier trials at that epoch), "hyperband", or "none".
     pruner: Literal["median", "hyperband", "none"] = "median"
     pruner_warmup_epochs: Int = 5
-    # Optuna RDB URL; unset or null in the YAML: a SQLite file in the embedded store (load_config).
-    # OPTUNA_STORAGE overrides it (PostgreSQL for several machines).
-    storage: str
+    # Optuna RDB URL; null: a SQLite file in the embedded store. OPTUNA_STORAGE overrides it
+    # (PostgreSQL for several machines).
+    storage: OptunaStorage = EMBEDDED_OPTUNA_STORAGE
     # Study name: <prefix>-<experiment>-<family>-<data digest[:8]>-<objective digest[:8]>.
     study_prefix: str = "mlops"
     # A worker silent (killed) for grace_period_s has its trial failed, then retried (max_retries).
@@ -189,7 +191,6 @@ def _check_search_param(family: str, name: str, param: SearchParam) -> None:
 
 
 def _search_bounds(param: SearchParam, key: str) -> list[Any]:
-    """The extreme values of a searched setting: its choices, or the ends of its range."""
     if param.type == "categorical":
         if not param.choices or param.low is not None or param.high is not None:
             raise ConfigError(f"{key}: a categorical needs `choices` (and no low/high)")
@@ -216,9 +217,8 @@ def search_value(name: str, value: Any) -> Any:
         raise ConfigError(f"hidden_units {value!r} must be widths like '64-32'") from None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class PromoteConfig:
-    __pydantic_config__ = SECTION
     # Test-set bounds every challenger must meet: at least this for higher-is-better metrics, at
     # most this for lower-is-better ones (log_loss, rmse, mae).
     thresholds: dict[str, Float] = field(
@@ -236,9 +236,8 @@ class PromoteConfig:
     max_latency_p95_ms: PositiveFloat = 50.0
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class ServeConfig:
-    __pydantic_config__ = SECTION
     # The model server (docs/serving.md). HOST, PORT and MODEL_URI in the environment
     # (or --host, --port, --model-uri) override host, port and models:/<registered_model>@alias.
     host: str = "127.0.0.1"
@@ -287,9 +286,8 @@ class ServeConfig:
     drift_window_rows: Int = 10_000
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class Config:
-    __pydantic_config__ = SECTION
     experiment: str
     registered_model: str
     seed: Int
@@ -301,11 +299,9 @@ class Config:
 
 
 def load_config(path: Path, overrides: typing.Sequence[str] = ()) -> Config:
-    """Read `path`, apply `key.path=value` overrides, and return the validated config."""
     raw = _read_yaml(path)
     for override in overrides:
         _apply_override(raw, override)
-    _default_storage(raw)
     return _validate(Config, raw)
 
 
@@ -313,16 +309,6 @@ def as_dict(config: Config) -> dict[str, Any]:
     """The resolved config as plain YAML-safe data (logged with every run)."""
     plain: dict[str, Any] = TypeAdapter(Config).dump_python(config, mode="json")
     return plain
-
-
-def _default_storage(raw: dict[str, Any]) -> None:
-    # Imported here: this module travels inside every logged torch model (mlops/models/logged.py),
-    # and the model's copy of the package holds no tracking code.
-    from mlops.tracking import EMBEDDED_OPTUNA_STORAGE
-
-    tune = raw.get("tune")
-    if isinstance(tune, dict) and tune.get("storage") is None:
-        tune["storage"] = EMBEDDED_OPTUNA_STORAGE
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
