@@ -39,6 +39,8 @@ Float = Annotated[float, Strict()]
 Bool = Annotated[bool, Strict()]
 PositiveInt = Annotated[int, Strict(), Field(gt=0)]
 PositiveFloat = Annotated[float, Strict(), Field(gt=0)]
+NonNegativeInt = Annotated[int, Strict(), Field(ge=0)]
+NonNegativeFloat = Annotated[float, Strict(), Field(ge=0)]
 Fraction = Annotated[float, Strict(), Field(ge=0, lt=1)]
 OpenFraction = Annotated[float, Strict(), Field(gt=0, lt=1)]
 # Every section rejects keys it does not know; sections are pydantic dataclasses, so a section built
@@ -241,33 +243,33 @@ class ServeConfig:
     # The model server (docs/serving.md). HOST, PORT and MODEL_URI in the environment
     # (or --host, --port, --model-uri) override host, port and models:/<registered_model>@alias.
     host: str = "127.0.0.1"
-    port: Int = 8080
+    port: Annotated[int, Strict(), Field(gt=0, lt=65536)] = 8080
     model_alias: str = "champion"
     # Processes. One suits a 2-core pod: the event loop takes one core, predict threads the other
     # (numpy, sklearn trees and torch release the GIL); each extra worker is another model copy.
-    workers: Int = 1
+    workers: PositiveInt = 1
     # Concurrent predict calls (batches) per worker, and torch's intra-op threads per call.
-    predict_threads: Int = 1
-    model_threads: Int = 1
+    predict_threads: PositiveInt = 1
+    model_threads: PositiveInt = 1
     # Requests: larger bodies get 413, more rows 400, slower requests 504.
-    max_body_bytes: Int = 1_048_576
-    max_rows: Int = 10_000
-    request_timeout_s: Float = 5.0
+    max_body_bytes: PositiveInt = 1_048_576
+    max_rows: PositiveInt = 10_000
+    request_timeout_s: PositiveFloat = 5.0
     # Batching: rows per predict call; how long a batch may wait for requests being decoded
     # (a lone request never waits); queued requests per worker beyond which new ones get 503.
-    max_batch_rows: Int = 512
-    max_batch_wait_ms: Float = 2.0
-    max_queue_depth: Int = 512
+    max_batch_rows: PositiveInt = 512
+    max_batch_wait_ms: NonNegativeFloat = 2.0
+    max_queue_depth: PositiveInt = 512
     # Hot reload: how often the alias is checked (0 = never); start-up retry backoff.
-    reload_interval_s: Float = 30.0
-    load_retry_initial_s: Float = 1.0
-    load_retry_max_s: Float = 30.0
+    reload_interval_s: NonNegativeFloat = 30.0
+    load_retry_initial_s: PositiveFloat = 1.0
+    load_retry_max_s: PositiveFloat = 30.0
     # Rows predicted at warm-up (after the input example), before the model counts as ready.
-    warmup_rows: Int = 64
+    warmup_rows: PositiveInt = 64
     # SIGTERM: in-flight requests get this long to finish. Idle keep-alive connections close
     # after keep_alive_s.
-    drain_timeout_s: Float = 20.0
-    keep_alive_s: Float = 5.0
+    drain_timeout_s: NonNegativeFloat = 20.0
+    keep_alive_s: PositiveFloat = 5.0
     # Histogram buckets of mlops_prediction_value (regressors); match them to the target's scale.
     prediction_buckets: tuple[Float, ...] = (
         0.0,
@@ -283,7 +285,11 @@ class ServeConfig:
         1000.0,
     )
     # Drift gauges compare the last this-many predicted rows with the training bins (0 = off).
-    drift_window_rows: Int = 10_000
+    drift_window_rows: NonNegativeInt = 10_000
+
+    def __post_init__(self) -> None:
+        if list(self.prediction_buckets) != sorted(self.prediction_buckets):
+            raise ConfigError("serve.prediction_buckets must be in increasing order")
 
 
 @dataclass(frozen=True, kw_only=True, config=SECTION)

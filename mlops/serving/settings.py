@@ -13,7 +13,6 @@ paths are served as they are and never reloaded.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -66,12 +65,8 @@ def server_settings(
     host: str | None = None,
     port: int | None = None,
     model_uri: str | None = None,
-    workers: int | None = None,
 ) -> ServerSettings:
     serve = config.serve
-    if workers is not None:
-        serve = dataclasses.replace(serve, workers=workers)
-    check_serve_config(serve)
     alias_uri = f"models:/{config.registered_model}@{serve.model_alias}"
     uri = model_uri or environ.get("MODEL_URI") or alias_uri
     return ServerSettings(
@@ -91,26 +86,6 @@ def _port(text: str | None, default: int) -> int:
         return int(text)
     except ValueError:
         raise ConfigError(f"PORT must be an integer, got {text!r}") from None
-
-
-def check_serve_config(serve: ServeConfig) -> None:
-    """Values that would make the server misbehave are refused up front, naming the key."""
-    counts = ["workers", "predict_threads", "model_threads", "max_body_bytes", "max_rows"]
-    counts += ["max_batch_rows", "max_queue_depth", "warmup_rows"]
-    for name in counts:
-        if getattr(serve, name) < 1:
-            raise ConfigError(f"serve.{name} must be at least 1, got {getattr(serve, name)!r}")
-    timings = ("request_timeout_s", "load_retry_initial_s", "load_retry_max_s", "keep_alive_s")
-    for name in timings:
-        if getattr(serve, name) <= 0:
-            raise ConfigError(f"serve.{name} must be positive, got {getattr(serve, name)!r}")
-    for name in ("max_batch_wait_ms", "reload_interval_s", "drain_timeout_s", "drift_window_rows"):
-        if getattr(serve, name) < 0:
-            raise ConfigError(f"serve.{name} must not be negative, got {getattr(serve, name)!r}")
-    if not 0 < serve.port < 65536:
-        raise ConfigError(f"serve.port must be in 1..65535, got {serve.port!r}")
-    if list(serve.prediction_buckets) != sorted(serve.prediction_buckets):
-        raise ConfigError("serve.prediction_buckets must be in increasing order")
 
 
 def parse_source(uri: str, default_name: str) -> ModelSource:
