@@ -161,16 +161,13 @@ def _register(
 ) -> tuple[str, FamilyRun | None]:
     """Refit and register the best trial, unless it is registered already (then move the alias)."""
     name, params = config.registered_model, json.dumps(best.best_params, sort_keys=True)
-    client = MlflowClient()
-    for known in client.search_model_versions(
-        f"name = '{name}' and tags.study = '{best.study_name}'"
-    ):
+    client, query = MlflowClient(), f"name = '{name}' and tags.study = '{best.study_name}'"
+    for known in client.search_model_versions(query):
         if known.tags.get("params") == params:
-            client.set_registered_model_alias(name, CHALLENGER, known.version)
-            log.info(
-                "best trial already registered as %s v%s: now @%s", name, known.version, CHALLENGER
-            )
-            return str(known.version), None
+            version = str(known.version)
+            client.set_registered_model_alias(name, CHALLENGER, version)
+            log.info("best trial already registered as %s v%s: now @%s", name, version, CHALLENGER)
+            return version, None
     refit = _refit(config, prepared, best, parent_run_id)
     tags = version_tags(best.family, prepared)
     tags |= {"study": best.study_name, "trial": str(best.best_trial), "params": params}
