@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 import sqlalchemy
 import yaml
@@ -89,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--config", required=True, help="pipeline config naming the model")
     args = parser.parse_args(argv)
-    with open(args.config, encoding="utf-8") as file:
-        config = yaml.safe_load(file)
+    config = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
     uri = os.environ["MLFLOW_BACKEND_STORE_URI"]
     migrate(uri)
     auth = AuthStore()
