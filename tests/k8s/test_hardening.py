@@ -40,7 +40,7 @@ RESTRICTED_VOLUME_TYPES = {
 SECRET_LIKE_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|CREDENTIAL", re.IGNORECASE)
 PLACEHOLDER = "CHANGE-ME"
 # Secret keys that name things rather than hold secrets: placeholders are not required there.
-NON_SECRET_KEYS = {"MLFLOW_TRACKING_USERNAME", "artifacts-destination"}
+NON_SECRET_KEYS = {"MLFLOW_TRACKING_USERNAME"}
 
 
 def _restricted_violations(pod: Pod) -> list[str]:
