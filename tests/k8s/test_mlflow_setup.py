@@ -4,6 +4,7 @@ user can log and register, the model server's can load the champion and nothing 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from tests.serving.server import free_port
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 
 CONFIG = load_config(REPO / "configs" / "default.yaml")
+SETUP = K8S / "base" / "mlflow_setup.py"
 USERS = {
     "MLFLOW_AUTH_ADMIN": ("admin", "admin-password-1"),
     "PIPELINE": ("pipeline", "pipeline-password-1"),
@@ -31,29 +33,46 @@ USERS = {
 }
 
 
-def _setup(database: str, users: dict[str, tuple[str, str]]) -> str:
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": database}
+def _environment(database: str, users: dict[str, tuple[str, str]]) -> dict[str, str]:
+    env = {"MLFLOW_BACKEND_STORE_URI": database}
     for prefix, (name, password) in users.items():
         env |= {f"{prefix}_USERNAME": name, f"{prefix}_PASSWORD": password}
-    command = [
-        sys.executable,
-        str(K8S / "base" / "mlflow_setup.py"),
-        "--config",
-        "configs/default.yaml",
-    ]
+    return env
+
+
+def _setup_as_the_job_runs_it(database: str, users: dict[str, tuple[str, str]]) -> str:
+    command = [sys.executable, str(SETUP), "--config", "configs/default.yaml"]
+    env = {**os.environ, **_environment(database, users)}
     done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def _setup_again_in_process(
+    database: str, users: dict[str, tuple[str, str]], capsys: pytest.CaptureFixture[str]
+) -> str:
+    """The same file's main(), in this process (MLflow is imported already: seconds saved)."""
+    spec = importlib.util.spec_from_file_location("mlflow_setup", SETUP)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in _environment(database, users).items():
+            env.setenv(name, value)
+        assert module.main(["--config", str(REPO / "configs" / "default.yaml")]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.fixture
+def server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[str]:
     """The database set up twice (the second time with a new pipeline password), then served."""
-    tmp = tmp_path_factory.mktemp("setup")
+    tmp = tmp_path
     database = f"sqlite:///{tmp / 'mlflow.db'}"
-    first = _setup(database, {**USERS, "PIPELINE": ("pipeline", "old-password-1")})
+    first = _setup_as_the_job_runs_it(
+        database, {**USERS, "PIPELINE": ("pipeline", "old-password-1")}
+    )
     assert "schema: created" in first
-    assert "schema: upgraded" in _setup(database, USERS)
+    assert "schema: upgraded" in _setup_again_in_process(database, USERS, capsys)
     # What k8s/base/tracking-server.yaml writes and runs (one worker here).
     ini = tmp / "basic_auth.ini"
     ini.write_text(
@@ -99,6 +118,7 @@ def _login(monkeypatch: pytest.MonkeyPatch, url: str, user: str) -> MlflowClient
 def test_each_user_can_do_its_job_and_no_more(
     server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    # One test: the server and the two setup runs cost most of its time.
     client = _login(monkeypatch, server, "PIPELINE")
     mlflow.set_experiment(CONFIG.experiment)
     with mlflow.start_run() as run:
