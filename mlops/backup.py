@@ -127,11 +127,9 @@ def _pg(tool: str, uri: str, *args: str) -> None:
     The newest installed version first: pg_dump must be at least as new as the server it dumps."""
     url = sqlalchemy.engine.make_url(uri)
     dsn = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
-    versions = sorted(
-        Path("/usr/lib/postgresql").glob(f"*/bin/{tool}"), key=lambda p: int(p.parts[4])
-    )
-    binary = str(versions[-1]) if versions else shutil.which(tool)
-    if binary is None:
+    installed = Path("/usr/lib/postgresql").glob(f"*/bin/{tool}")
+    binary = str(max(installed, key=lambda p: int(p.parts[4]), default="")) or shutil.which(tool)
+    if not binary:
         raise BackupError(f"{tool} not found: install PostgreSQL's client (postgresql-client)")
     env = {**os.environ, "PGPASSWORD": url.password or os.environ.get("PGPASSWORD", "")}
     done = subprocess.run(
