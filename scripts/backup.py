@@ -18,8 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 
 from mlops.backup import create, restore
 from mlops.cli import EXIT_OK, make_parser, parse, run_step
-from mlops.config import Config
-from mlops.config import EMBEDDED_STORE_DIR
+from mlops.config import EMBEDDED_STORE_DIR, Config
 from mlops.tuning.study import shown_url, storage_url
 
 
