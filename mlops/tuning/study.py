@@ -28,6 +28,7 @@ from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from mlops import plots
 from mlops.config import Config, TuneConfig
@@ -43,8 +44,11 @@ def storage_url(tune: TuneConfig) -> str:
 
 
 def shown_url(url: str) -> str:
-    """The storage URL with any password hidden, for logs and run params."""
-    return str(make_url(url).render_as_string(hide_password=True))
+    """The storage URL with any password hidden, for logs and run params (a path as it is)."""
+    try:
+        return str(make_url(url).render_as_string(hide_password=True))
+    except ArgumentError:  # not a URL: a file or folder path
+        return url
 
 
 def open_storage(url: str, tune: TuneConfig, checked: bool = False) -> RDBStorage:
