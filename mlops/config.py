@@ -255,20 +255,30 @@ class ServeConfig:
     max_rows: Int = 10_000
     request_timeout_s: Float = 5.0
     # Batching: rows per predict call; how long a batch may wait for requests being decoded
-    # (a lone request never waits); queued requests per worker beyond which new ones get 503.
+    # (a lone request never waits).
     max_batch_rows: Int = 512
     max_batch_wait_ms: Float = 2.0
+    # Admission, per worker: a prediction request arriving while this many requests, or this many
+    # rows, are already in the server gets 503 at once, before its body is read.
     max_queue_depth: Int = 512
+    max_queue_rows: Int = 20_000
     # Hot reload: how often the alias is checked (0 = never); start-up retry backoff.
     reload_interval_s: Float = 30.0
     load_retry_initial_s: Float = 1.0
     load_retry_max_s: Float = 30.0
     # Rows predicted at warm-up (after the input example), before the model counts as ready.
     warmup_rows: Int = 64
-    # SIGTERM: in-flight requests get this long to finish. Idle keep-alive connections close
-    # after keep_alive_s.
+    # SIGTERM: readiness fails at once, requests are still served for drain_s (each answer
+    # closing its connection) while endpoints stop routing here; then the listener closes and
+    # in-flight requests get drain_timeout_s to finish. Idle keep-alive connections close after
+    # keep_alive_s.
+    drain_s: Float = 10.0
     drain_timeout_s: Float = 20.0
     keep_alive_s: Float = 5.0
+    # Slow clients: a request's headers must arrive within header_timeout_s; past
+    # max_connections open connections per worker, the oldest one still sending headers is closed.
+    header_timeout_s: Float = 10.0
+    max_connections: Int = 2048
     # Histogram buckets of mlops_prediction_value (regressors); match them to the target's scale.
     prediction_buckets: tuple[Float, ...] = (
         0.0,

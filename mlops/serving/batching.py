@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from mlops.serving.errors import DeadlineExceeded, NotReady, Overloaded, PredictionFailed
+from mlops.serving.errors import DeadlineExceeded, NotReady, PredictionFailed
 from mlops.serving.metrics import Metrics
 from mlops.serving.model import Options, Prediction, ServedModel
 from mlops.serving.validate import Table
@@ -56,12 +56,16 @@ class Batcher:
         max_rows: int,
         max_wait_s: float,
         max_queue: int,
+        max_queue_rows: int,
         threads: int,
     ) -> None:
         self.metrics = metrics
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
+        self.max_queue_rows = max_queue_rows
+        self.admitted = 0  # prediction requests in the server, from arrival to answer
+        self.rows_in_flight = 0  # rows of those, once decoded
         self.arriving = 0  # requests admitted and still being read or decoded
         self._queue: deque[Job] = deque()
         self._wakeup = asyncio.Event()
@@ -85,20 +89,22 @@ class Batcher:
         self, model: ServedModel, table: Table, options: Options, deadline: float
     ) -> Prediction:
         """Queue `table` for `model` and wait for its rows' predictions until `deadline`."""
-        if len(self._queue) >= self.max_queue:
-            raise Overloaded(
-                f"server is at its queue limit ({self.max_queue} requests); retry later"
-            )
         loop = asyncio.get_running_loop()
         job = Job(model, table, options, loop.create_future(), time.perf_counter())
         self._queue.append(job)
         self._wakeup.set()
+        self.rows_in_flight += table.n_rows
         late = DeadlineExceeded("the request took longer than its time budget")
         timer = loop.call_later(max(0.0, deadline - loop.time()), _fail, job, late)
         try:
             return await job.future
         finally:
             timer.cancel()
+            self.rows_in_flight -= table.n_rows
+
+    def full(self) -> bool:
+        """Whether a prediction request arriving now is turned away (before its body is read)."""
+        return self.admitted >= self.max_queue or self.rows_in_flight >= self.max_queue_rows
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)

@@ -74,15 +74,18 @@ def _port(text: str | None, default: int) -> int:
 def check_serve_config(serve: ServeConfig) -> None:
     """Values that would make the server misbehave are refused up front, naming the key."""
     counts = ["workers", "predict_threads", "model_threads", "max_body_bytes", "max_rows"]
-    counts += ["max_batch_rows", "max_queue_depth", "warmup_rows"]
+    counts += ["max_batch_rows", "max_queue_depth", "max_queue_rows", "warmup_rows"]
+    counts += ["max_connections"]
     for name in counts:
         if getattr(serve, name) < 1:
             raise ConfigError(f"serve.{name} must be at least 1, got {getattr(serve, name)!r}")
-    timings = ("request_timeout_s", "load_retry_initial_s", "load_retry_max_s", "keep_alive_s")
+    timings = ["request_timeout_s", "load_retry_initial_s", "load_retry_max_s", "keep_alive_s"]
+    timings += ["header_timeout_s"]
     for name in timings:
         if getattr(serve, name) <= 0:
             raise ConfigError(f"serve.{name} must be positive, got {getattr(serve, name)!r}")
-    for name in ("max_batch_wait_ms", "reload_interval_s", "drain_timeout_s", "drift_window_rows"):
+    never_negative = ("max_batch_wait_ms", "reload_interval_s", "drain_timeout_s", "drain_s")
+    for name in (*never_negative, "drift_window_rows"):
         if getattr(serve, name) < 0:
             raise ConfigError(f"serve.{name} must not be negative, got {getattr(serve, name)!r}")
     if not 0 < serve.port < 65536:
