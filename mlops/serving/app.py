@@ -121,7 +121,9 @@ async def admin_reload(request: Request) -> Response:
     if not found.settings.source.alias:
         raise Conflict(f"model URI {found.settings.source.uri} is not an alias: nothing to reload")
     outcome = await found.models.reload(forced=True)
-    status = 200 if not outcome.error else 503 if outcome.error == REGISTRY_DOWN else 500
+    # Nothing loaded yet, or the registry down: unavailable for now. A version that fails: 500.
+    unavailable = not outcome.version or outcome.error == REGISTRY_DOWN
+    status = 200 if not outcome.error else 503 if unavailable else 500
     return json_response(dumps(dataclasses.asdict(outcome)), status)
 
 
