@@ -5,9 +5,9 @@
 
 For each family, in a temp MLflow store (models.py), one server (scripts/serve.py):
 - overload: the best of two concurrency-64 runs (1-row requests), then concurrency 1024 for
-  `duration_s` while a prober asks /v2/health/ready every 50 ms on a new connection, as a kubelet
-  does. Answers are counted by status from the server's own /metrics; wrk counts socket errors
-  and timeouts.
+  `duration_s` while a prober asks /v2/health/ready on the probe port every 50 ms on a new
+  connection, as a kubelet does. Answers are counted by status from the server's own /metrics;
+  wrk counts socket errors and timeouts.
 - slow clients: `slow_clients` connections that send a request line, then one header byte a
   second; meanwhile a normal client sends 50 requests one after the other; then how many slow
   connections are still open once `serve.header_timeout_s` (+2 s) has passed.
@@ -87,13 +87,13 @@ class Prober(threading.Thread):
             self.failures += not ok
 
 
-def overload(url: str, duration_s: float) -> dict[str, Any]:
+def overload(url: str, probe_port: int, duration_s: float) -> dict[str, Any]:
     base = url.removesuffix("/invocations")
     body = payload(1)
     c64 = max(run_load(url, body, 64, 5.0).requests_per_s for _ in range(2))
     before = statuses(base)
-    host, port = base.removeprefix("http://").split(":")
-    prober = Prober(host, int(port))
+    host, _ = base.removeprefix("http://").split(":")
+    prober = Prober(host, probe_port)
     prober.start()
     result = run_load(url, body, 1024, duration_s)
     prober.done.set()
@@ -190,7 +190,7 @@ def run(
             server = launch("ours", spec)
             try:
                 run_load(server.url, payload(1), 8, 2.0)  # warm-up
-                cell = overload(server.url, duration_s)
+                cell = overload(server.url, config.serve.probe_port, duration_s)
                 base = server.url.removesuffix("/invocations")
                 slow = asyncio.run(slow_clients(base, count, config.serve.header_timeout_s))
             finally:

@@ -243,6 +243,9 @@ class ServeConfig:
     # (or --host, --port, --model-uri) override host, port and models:/<registered_model>@alias.
     host: str = "127.0.0.1"
     port: Int = 8080
+    # Liveness, readiness and /metrics also answer here, from a thread never queued behind
+    # predictions (probes.py); PROBE_PORT overrides it, 0 turns it off.
+    probe_port: Int = 8082
     model_alias: str = "champion"
     # Processes. One suits a 2-core pod: the event loop takes one core, predict threads the other
     # (numpy, sklearn trees and torch release the GIL); each extra worker is another model copy.

@@ -29,9 +29,10 @@ from mlops.serving import mlflow_protocol, v2
 from mlops.serving.batching import Batcher
 from mlops.serving.errors import Conflict, RequestError
 from mlops.serving.guard import SHED_MESSAGE, Guard, drain_on_signals
-from mlops.serving.http import Services, check_admin, dumps, json_response, services
+from mlops.serving.http import JSON_TYPE, Services, check_admin, dumps, json_response, services
 from mlops.serving.lifecycle import REGISTRY_DOWN, ModelManager, WorkerMarks
 from mlops.serving.metrics import CONTENT_TYPE, Metrics
+from mlops.serving.probes import Answer, start_probes
 from mlops.serving.settings import ServerSettings
 from mlops.tracking import configure_tracking
 
@@ -97,11 +98,30 @@ async def lifespan(
         # A worker restarted beside ready ones accepts connections only once it is ready too,
         # so the pod stays ready and no request lands on a worker still loading.
         await models.wait_until_loaded()
+    probes = None
+    if settings.probe_port:
+        answer = partial(_probe_answer, models, metrics)
+        probes = start_probes(settings.host, settings.probe_port, answer)
     try:
         yield {"services": Services(settings, models, batcher, metrics)}
     finally:
+        if probes is not None:
+            probes.shutdown()
+            probes.server_close()
         await models.stop()
         await batcher.stop()
+
+
+def _probe_answer(models: ModelManager, metrics: Metrics, path: str) -> Answer:
+    """What the probe port (probes.py) answers for `path`, as the main port does."""
+    if path == "/v2/health/live":
+        return 200, b'{"live":true}', JSON_TYPE
+    if path == "/v2/health/ready":
+        ready = models.ready
+        return (200 if ready else 503), dumps({"ready": ready}), JSON_TYPE
+    if path == "/metrics":
+        return 200, metrics.exposition(), CONTENT_TYPE
+    return 404, b'{"error":"not found"}', JSON_TYPE
 
 
 def _load_state(scope: Scope) -> tuple[bool, bool]:

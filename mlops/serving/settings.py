@@ -25,6 +25,7 @@ class ServerSettings:
     host: str
     port: int
     serve: ServeConfig
+    probe_port: int = 0
     api_token: str = field(default="", repr=False)
     admin_token: str = field(default="", repr=False)
     # With several workers: where each ready worker leaves a marker (see lifecycle.WorkerMarks).
@@ -56,6 +57,7 @@ def server_settings(
         source=parse_source(uri, config.registered_model),
         host=host or environ.get("HOST") or serve.host,
         port=port if port is not None else _port(environ.get("PORT"), serve.port),
+        probe_port=_port(environ.get("PROBE_PORT"), serve.probe_port),
         serve=serve,
         api_token=environ.get("MLOPS_API_TOKEN", ""),
         admin_token=environ.get("MLOPS_ADMIN_TOKEN", ""),
@@ -90,5 +92,7 @@ def check_serve_config(serve: ServeConfig) -> None:
             raise ConfigError(f"serve.{name} must not be negative, got {getattr(serve, name)!r}")
     if not 0 < serve.port < 65536:
         raise ConfigError(f"serve.port must be in 1..65535, got {serve.port!r}")
+    if not 0 <= serve.probe_port < 65536:
+        raise ConfigError(f"serve.probe_port must be in 0..65535, got {serve.probe_port!r}")
     if list(serve.prediction_buckets) != sorted(serve.prediction_buckets):
         raise ConfigError("serve.prediction_buckets must be in increasing order")

@@ -87,9 +87,12 @@ def test_a_shed_request_is_answered_503_before_its_body_is_read(generic_server: 
         time.sleep(0.1)  # all four admitted; answered within the 1 s budget even one by one
         with raw_request_head(generic_server.port, 500_000) as sock:
             started = time.perf_counter()
-            answer = sock.recv(65536).decode()
+            answer = b"".join(iter(lambda: sock.recv(65536), b"")).decode()  # until it closes
             seconds = time.perf_counter() - started
         assert generic_server.get("/v2/health/ready").status == 200
+        probes = Server(generic_server.extra["probe_port"], generic_server.process, Path())
+        assert probes.get("/v2/health/ready").status == 200  # the thread's own port
+        assert b"mlops_http_requests_total" in probes.get("/metrics").body
         assert [future.result().status for future in pending] == [200] * 4
     head, _, body = answer.partition("\r\n\r\n")
     assert head.startswith("HTTP/1.1 503"), answer
@@ -136,6 +139,8 @@ def test_sigterm_drains_keep_alive_load_without_a_failed_request(
         signalled = time.monotonic()
         time.sleep(0.1)
         assert server.get("/v2/health/ready").status == 503  # out of rotation at once...
+        probes = Server(server.extra["probe_port"], server.process, Path())
+        assert probes.get("/v2/health/ready").status == 503
         assert server.post("/invocations", BC_ROW).status == 200  # ...still serving
         wrk_output = load.result()
     code = server.process.wait(timeout=drain_s + 10)
