@@ -58,7 +58,7 @@ COPY configs/ configs/
 RUN /opt/venv/bin/python -m compileall -q mlops scripts
 
 # HOME and every cache under /tmp: the only writable path on a read-only root file system.
-# GIT_COMMIT: there is no .git in the image; models record this commit instead (mlops/provenance.py).
+# GIT_COMMIT: there is no .git in the image; models record this commit instead (mlops/tracking.py).
 # GIT_PYTHON_REFRESH: MLflow imports GitPython, which warns when no git binary exists.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

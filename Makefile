@@ -22,7 +22,7 @@ NAME := $(basename $(notdir $(CONFIG)))
 TARGET_KEY := $(shell printf '%s\n' "$$MLFLOW_TRACKING_URI" "$$MLFLOW_REGISTRY_URI" '$(subst ','\'',$(ARGS))' | sha256sum | cut -c1-12)
 STAMPS := .make/$(NAME)/$(TARGET_KEY)
 STARTED_S := $(shell date +%s)
-# The embedded MLflow store and Optuna storage; mlops/tracking.py names the same folder
+# The embedded MLflow store and Optuna storage; mlops/config.py names the same folder
 # (EMBEDDED_STORE_DIR; tests/unit/test_makefile.py keeps the two equal).
 STORE := .mlflow
 HOST ?= 127.0.0.1
@@ -80,7 +80,7 @@ PREPARE_SOURCES := scripts/prepare.py mlops/prepare.py mlops/data.py mlops/sourc
 	mlops/profile.py $(CORE_SOURCES)
 # models/ whole: torch_pyfunc_entry.py is logged by path ("model from code"), not imported.
 TRAIN_SOURCES := scripts/train.py mlops/train.py mlops/evaluate.py \
-	mlops/plots.py mlops/provenance.py mlops/registry.py $(wildcard mlops/models/*.py)
+	mlops/plots.py mlops/registry.py $(wildcard mlops/models/*.py)
 TUNE_SOURCES := scripts/tune.py mlops/tune.py $(wildcard mlops/tuning/*.py)
 PROMOTE_SOURCES := scripts/promote.py mlops/promote.py mlops/gates.py
 

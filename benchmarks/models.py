@@ -15,7 +15,8 @@ import pandas as pd
 from sklearn.datasets import load_breast_cancer
 
 from mlops.config import ForestParams, LinearParams, MLPParams
-from mlops.models.families import FamilyParams, FitInputs, fit_family
+from mlops.data import FitInputs
+from mlops.models.families import FamilyParams, fit_family
 from mlops.models.logged import log_model
 from mlops.models.torch_mlp import torch_thread_limit
 from mlops.profile import build_profile, prediction_profile

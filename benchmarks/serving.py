@@ -36,7 +36,7 @@ from benchmarks.servers import SERVERS, ServerSpec, Started, launch, stop
 from mlops.cli import EXIT_OK, make_parser, parse, run_step
 from mlops.config import Config
 from mlops.serving.model import Options, load_model
-from mlops.serving.source import parse_source
+from mlops.serving.settings import parse_source
 from mlops.serving.validate import Table
 from mlops.tracking import configure_tracking
 

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -40,7 +41,9 @@ def session(
     config = dataclasses.replace(config, experiment=f"bench-{tag}", tune=tune)
     configure_tracking()
     experiment = use_experiment(config.experiment) if track else None
-    return float(run_session(config, prepared, experiment).seconds)
+    started = time.perf_counter()
+    run_session(config, prepared, experiment)
+    return time.perf_counter() - started
 
 
 def measure(trials: int, postgres: str, server_url: str, folder: Path) -> dict[str, float]:

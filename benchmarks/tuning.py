@@ -42,15 +42,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
+from mlops import tune as tune_step
 from mlops.cli import EXIT_OK, make_parser, parse, run_step
 from mlops.config import Config
-from mlops.data import PreparedData, load_prepared
-from mlops.models.families import FitInputs, family_params, fit_family
+from mlops.data import FitInputs, PreparedData, load_prepared
+from mlops.models.families import family_params, fit_family
 from mlops.tracking import configure_tracking, use_experiment
-from mlops.train import fit_inputs
-from mlops.tune import run_session
-from mlops.tuning.workers import process_context, trial_threads
+from mlops.tuning.workers import process_context, run_workers, trial_threads
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def _cpu_jobs(config: Config, prepared: PreparedData, copies: int) -> float:
     """Seconds until `copies` processes, started together, have each fitted the same forests on
     one thread (process start-up and imports not included)."""
     context = process_context()
-    inputs = fit_inputs(config, prepared)
+    inputs = prepared.fit_inputs(config.seed)
     start, seconds = context.Barrier(copies), context.Queue()
     processes = [
         context.Process(target=_fit_forests, args=(config, inputs, start, seconds))
@@ -173,26 +173,29 @@ def _fit_forests(
 @dataclass(frozen=True)
 class Timing:
     wall: float  # the whole session
-    trials: float  # its trials (SessionResult.trials_seconds)
+    trials: float  # from starting the workers until the last one stopped
     cpu: float  # this process's CPU time
 
 
 def _timed(config: Config, prepared: PreparedData, folder: Path, track: bool) -> Timing:
     """One session on fresh stores in `folder`."""
-    with _stores(folder):
+    trials: list[float] = []
+
+    def timed_workers(*args: Any) -> list[int | None]:
+        started = time.perf_counter()
+        try:
+            return run_workers(*args)
+        finally:
+            trials.append(time.perf_counter() - started)
+
+    with _stores(folder), patch.object(tune_step, "run_workers", timed_workers):
         configure_tracking()
         experiment_id = use_experiment(config.experiment) if track else None
-        cpu = time.process_time()
-        result = run_session(config, prepared, experiment_id)
-        cpu = time.process_time() - cpu
-    log.info(
-        "%s: %.1f s wall (trials %.1f s), %.1f s CPU",
-        folder.name,
-        result.seconds,
-        result.trials_seconds,
-        cpu,
-    )
-    return Timing(result.seconds, result.trials_seconds, cpu)
+        cpu, started = time.process_time(), time.perf_counter()
+        tune_step.run_session(config, prepared, experiment_id)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    log.info("%s: %.1f s wall (trials %.1f s), %.1f s CPU", folder.name, wall, trials[0], cpu)
+    return Timing(wall, trials[0], cpu)
 
 
 @contextmanager

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic import BeforeValidator, ConfigDict, Field, Strict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 from pydantic_core import ErrorDetails
 
 from mlops.errors import ConfigError
@@ -38,15 +39,24 @@ Float = Annotated[float, Strict()]
 Bool = Annotated[bool, Strict()]
 PositiveInt = Annotated[int, Strict(), Field(gt=0)]
 PositiveFloat = Annotated[float, Strict(), Field(gt=0)]
+NonNegativeInt = Annotated[int, Strict(), Field(ge=0)]
+NonNegativeFloat = Annotated[float, Strict(), Field(ge=0)]
 Fraction = Annotated[float, Strict(), Field(ge=0, lt=1)]
 OpenFraction = Annotated[float, Strict(), Field(gt=0, lt=1)]
-# Every section rejects keys it does not know.
+# Every section rejects keys it does not know; sections are pydantic dataclasses, so a section built
+# in code (tests, benchmarks, a trial's params) is validated as the YAML is.
 SECTION = ConfigDict(extra="forbid")
+# The one place the embedded store is named (the Makefile's STORE is the same folder): MLflow's
+# database and artifacts (mlops/tracking.py), and the default Optuna storage.
+EMBEDDED_STORE_DIR = Path(".mlflow")
+EMBEDDED_OPTUNA_STORAGE = f"sqlite:///{EMBEDDED_STORE_DIR / 'optuna.db'}"
+OptunaStorage = Annotated[
+    str, BeforeValidator(lambda v: EMBEDDED_OPTUNA_STORAGE if v is None else v)
+]
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class DataConfig:
-    __pydantic_config__ = SECTION
     # "sklearn:breast_cancer", "sklearn:diabetes", a .csv / .parquet file, a folder or glob of
     # them, s3://bucket/key-or-prefix, or an http(s):// URL (mlops/sources.py).
     source: str
@@ -74,17 +84,15 @@ class DataConfig:
             )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class LinearParams:
-    __pydantic_config__ = SECTION
     # Inverse regularisation strength (LogisticRegression C; Ridge uses alpha = 1 / C).
     C: PositiveFloat = 1.0
     max_iter: PositiveInt = 1000
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class ForestParams:
-    __pydantic_config__ = SECTION
     n_estimators: PositiveInt = 200
     max_depth: PositiveInt | None = None
     min_samples_leaf: PositiveInt = 1
@@ -92,9 +100,8 @@ class ForestParams:
     max_features: PositiveFloat = 0.5
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class MLPParams:
-    __pydantic_config__ = SECTION
     hidden_units: Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (64, 32)
     dropout: Fraction = 0.1
     learning_rate: PositiveFloat = 1e-3
@@ -107,9 +114,8 @@ class MLPParams:
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class TrainConfig:
-    __pydantic_config__ = SECTION
     families: tuple[Family, ...] = ("linear", "random_forest", "torch_mlp")
     # Validation metric that picks the run registered as `challenger`.
     selection_metric: str = "roc_auc"
@@ -118,11 +124,10 @@ class TrainConfig:
     torch_mlp: MLPParams = field(default_factory=MLPParams)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class SearchParam:
     """One searched setting: an int or float range (`log`: sampled on a log scale) or `choices`."""
 
-    __pydantic_config__ = SECTION
     type: Literal["int", "float", "categorical"]
     low: Float | None = None
     high: Float | None = None
@@ -132,9 +137,8 @@ class SearchParam:
     choices: tuple[Any, ...] = ()
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class TuneConfig:
-    __pydantic_config__ = SECTION
     families: tuple[Family, ...] = ("linear", "random_forest", "torch_mlp")
     # Finished (complete or pruned) trials per family study, counted over every worker and machine
     # sharing the study. Running the study again continues towards it; never more.
@@ -151,9 +155,9 @@ class TuneConfig:
     # (worse than the median of earlier trials at that epoch), "hyperband", or "none".
     pruner: Literal["median", "hyperband", "none"] = "median"
     pruner_warmup_epochs: Int = 5
-    # Optuna RDB URL; unset or null in the YAML: a SQLite file in the embedded store (load_config).
-    # OPTUNA_STORAGE overrides it (PostgreSQL for several machines).
-    storage: str
+    # Optuna RDB URL; null: a SQLite file in the embedded store. OPTUNA_STORAGE overrides it
+    # (PostgreSQL for several machines).
+    storage: OptunaStorage = EMBEDDED_OPTUNA_STORAGE
     # Study name: <prefix>-<experiment>-<family>-<data digest[:8]>-<objective digest[:8]>.
     study_prefix: str = "mlops"
     # A worker silent (killed) for grace_period_s has its trial failed, then retried (max_retries).
@@ -189,7 +193,6 @@ def _check_search_param(family: str, name: str, param: SearchParam) -> None:
 
 
 def _search_bounds(param: SearchParam, key: str) -> list[Any]:
-    """The extreme values of a searched setting: its choices, or the ends of its range."""
     if param.type == "categorical":
         if not param.choices or param.low is not None or param.high is not None:
             raise ConfigError(f"{key}: a categorical needs `choices` (and no low/high)")
@@ -216,9 +219,8 @@ def search_value(name: str, value: Any) -> Any:
         raise ConfigError(f"hidden_units {value!r} must be widths like '64-32'") from None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class PromoteConfig:
-    __pydantic_config__ = SECTION
     # Test-set bounds every challenger must meet: at least this for higher-is-better metrics, at
     # most this for lower-is-better ones (log_loss, rmse, mae).
     thresholds: dict[str, Float] = field(
@@ -236,52 +238,51 @@ class PromoteConfig:
     max_latency_p95_ms: PositiveFloat = 50.0
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class ServeConfig:
-    __pydantic_config__ = SECTION
     # The model server (docs/serving.md). HOST, PORT and MODEL_URI in the environment
     # (or --host, --port, --model-uri) override host, port and models:/<registered_model>@alias.
     host: str = "127.0.0.1"
-    port: Int = 8080
+    port: Annotated[int, Strict(), Field(gt=0, lt=65536)] = 8080
     # Liveness, readiness and /metrics also answer here, from a thread never queued behind
     # predictions (probes.py); PROBE_PORT overrides it, 0 turns it off.
-    probe_port: Int = 8082
+    probe_port: Annotated[int, Strict(), Field(ge=0, lt=65536)] = 8082
     model_alias: str = "champion"
     # Processes. One suits a 2-core pod: the event loop takes one core, predict threads the other
     # (numpy, sklearn trees and torch release the GIL); each extra worker is another model copy.
-    workers: Int = 1
+    workers: PositiveInt = 1
     # Concurrent predict calls (batches) per worker, and torch's intra-op threads per call.
-    predict_threads: Int = 1
-    model_threads: Int = 1
+    predict_threads: PositiveInt = 1
+    model_threads: PositiveInt = 1
     # Requests: larger bodies get 413, more rows 400, slower requests 504.
-    max_body_bytes: Int = 1_048_576
-    max_rows: Int = 10_000
-    request_timeout_s: Float = 5.0
+    max_body_bytes: PositiveInt = 1_048_576
+    max_rows: PositiveInt = 10_000
+    request_timeout_s: PositiveFloat = 5.0
     # Batching: rows per predict call; how long a batch may wait for requests being decoded
     # (a lone request never waits).
-    max_batch_rows: Int = 512
-    max_batch_wait_ms: Float = 2.0
+    max_batch_rows: PositiveInt = 512
+    max_batch_wait_ms: NonNegativeFloat = 2.0
     # Admission, per worker: a prediction request arriving while this many requests, or this many
     # rows, are already in the server gets 503 at once, before its body is read.
-    max_queue_depth: Int = 512
-    max_queue_rows: Int = 20_000
+    max_queue_depth: PositiveInt = 512
+    max_queue_rows: PositiveInt = 20_000
     # Hot reload: how often the alias is checked (0 = never); start-up retry backoff.
-    reload_interval_s: Float = 30.0
-    load_retry_initial_s: Float = 1.0
-    load_retry_max_s: Float = 30.0
+    reload_interval_s: NonNegativeFloat = 30.0
+    load_retry_initial_s: PositiveFloat = 1.0
+    load_retry_max_s: PositiveFloat = 30.0
     # Rows predicted at warm-up (after the input example), before the model counts as ready.
-    warmup_rows: Int = 64
+    warmup_rows: PositiveInt = 64
     # SIGTERM: readiness fails at once, requests are still served for drain_s (each answer
     # closing its connection) while endpoints stop routing here; then the listener closes and
     # in-flight requests get drain_timeout_s to finish. Idle keep-alive connections close after
     # keep_alive_s.
-    drain_s: Float = 10.0
-    drain_timeout_s: Float = 20.0
-    keep_alive_s: Float = 5.0
+    drain_s: NonNegativeFloat = 10.0
+    drain_timeout_s: NonNegativeFloat = 20.0
+    keep_alive_s: PositiveFloat = 5.0
     # Slow clients: a request's headers must arrive within header_timeout_s; past
     # max_connections open connections per worker, the oldest one still sending headers is closed.
-    header_timeout_s: Float = 10.0
-    max_connections: Int = 2048
+    header_timeout_s: PositiveFloat = 10.0
+    max_connections: PositiveInt = 2048
     # Histogram buckets of mlops_prediction_value (regressors); match them to the target's scale.
     prediction_buckets: tuple[Float, ...] = (
         0.0,
@@ -297,12 +298,15 @@ class ServeConfig:
         1000.0,
     )
     # Drift gauges compare the last this-many predicted rows with the training bins (0 = off).
-    drift_window_rows: Int = 10_000
+    drift_window_rows: NonNegativeInt = 10_000
+
+    def __post_init__(self) -> None:
+        if list(self.prediction_buckets) != sorted(self.prediction_buckets):
+            raise ConfigError("serve.prediction_buckets must be in increasing order")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class Config:
-    __pydantic_config__ = SECTION
     experiment: str
     registered_model: str
     seed: Int
@@ -314,11 +318,9 @@ class Config:
 
 
 def load_config(path: Path, overrides: typing.Sequence[str] = ()) -> Config:
-    """Read `path`, apply `key.path=value` overrides, and return the validated config."""
     raw = _read_yaml(path)
     for override in overrides:
         _apply_override(raw, override)
-    _default_storage(raw)
     return _validate(Config, raw)
 
 
@@ -326,16 +328,6 @@ def as_dict(config: Config) -> dict[str, Any]:
     """The resolved config as plain YAML-safe data (logged with every run)."""
     plain: dict[str, Any] = TypeAdapter(Config).dump_python(config, mode="json")
     return plain
-
-
-def _default_storage(raw: dict[str, Any]) -> None:
-    # Imported here: this module travels inside every logged torch model (mlops/models/logged.py),
-    # and the model's copy of the package holds no tracking code.
-    from mlops.tracking import EMBEDDED_OPTUNA_STORAGE
-
-    tune = raw.get("tune")
-    if isinstance(tune, dict) and tune.get("storage") is None:
-        tune["storage"] = EMBEDDED_OPTUNA_STORAGE
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

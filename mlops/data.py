@@ -13,6 +13,8 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,17 @@ class Splits:
 
 
 @dataclass(frozen=True)
+class FitInputs:
+    """What fitting a model family needs: the training and validation (features, target)."""
+
+    train: tuple[pd.DataFrame, pd.Series]
+    validation: tuple[pd.DataFrame, pd.Series]
+    kinds: dict[str, str]  # feature column -> "numeric" | "categorical"
+    task: str
+    seed: int
+
+
+@dataclass(frozen=True)
 class PreparedData:
     splits: Splits
     manifest: dict[str, Any]
@@ -67,6 +80,10 @@ class PreparedData:
         target = self.manifest["target"]
         return frame.drop(columns=[target]), frame[target]
 
+    def fit_inputs(self, seed: int) -> FitInputs:
+        kinds, task = self.manifest["kinds"], self.manifest["task"]
+        return FitInputs(self.xy("train"), self.xy("validation"), kinds, task, seed)
+
 
 def load_raw(config: DataConfig, snapshot_dir: Path) -> RawData:
     """Read the configured source and keep a read-only copy of its bytes in `snapshot_dir`.
@@ -75,17 +92,17 @@ def load_raw(config: DataConfig, snapshot_dir: Path) -> RawData:
     read leaves no snapshot behind.
     """
     if config.source.startswith("sklearn:"):
-        frame = _load_bundled(config.source.removeprefix("sklearn:"), config.target)
-        snapshot = _snapshot_frame(frame, snapshot_dir, config.source.removeprefix("sklearn:"))
-        return RawData(frame=frame, snapshot=snapshot, digest=file_digest(snapshot))
+        name = config.source.removeprefix("sklearn:")
+        frame = _load_bundled(name, config.target)
+        with tempfile.TemporaryDirectory() as staging:
+            written = Path(staging) / f"{name}.csv"
+            frame.to_csv(written, index=False)
+            return RawData(frame, *_snapshot_file(written, snapshot_dir, written.name))
     with fetch(config.source) as parts:
         frame = read_parts(parts)
         if parts.partitioned:
-            snapshot, digest = _snapshot_parts(parts, snapshot_dir)
-        else:
-            snapshot = _snapshot_file(parts.parts[0].path, snapshot_dir, parts.title)
-            digest = file_digest(snapshot)
-    return RawData(frame=frame, snapshot=snapshot, digest=digest)
+            return RawData(frame, *_snapshot_parts(parts, snapshot_dir))
+        return RawData(frame, *_snapshot_file(parts.parts[0].path, snapshot_dir, parts.title))
 
 
 def coerce_types(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
@@ -102,15 +119,13 @@ def coerce_types(frame: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
 
 def split(frame: pd.DataFrame, config: DataConfig, seed: int) -> Splits:
     """Train / validation / test, stratified on the target for classification."""
-    stratify = frame[config.target] if config.task == "classification" else None
-    rest, test = train_test_split(
-        frame, test_size=config.test_fraction, random_state=seed, stratify=stratify
-    )
-    rest_stratify = rest[config.target] if config.task == "classification" else None
-    validation_share = config.validation_fraction / (1.0 - config.test_fraction)
-    train, validation = train_test_split(
-        rest, test_size=validation_share, random_state=seed, stratify=rest_stratify
-    )
+
+    def cut(rows: pd.DataFrame, share: float) -> list[pd.DataFrame]:
+        stratify = rows[config.target] if config.task == "classification" else None
+        return list(train_test_split(rows, test_size=share, random_state=seed, stratify=stratify))
+
+    rest, test = cut(frame, config.test_fraction)
+    train, validation = cut(rest, config.validation_fraction / (1.0 - config.test_fraction))
     return Splits(train=train, validation=validation, test=test)
 
 
@@ -134,27 +149,16 @@ def _row_hashes(frame: pd.DataFrame) -> bytes:
     return hashes
 
 
-def write_splits(splits: Splits, directory: Path) -> None:
-    for name, frame in splits.named().items():
+def write_prepared(prepared: PreparedData, directory: Path) -> None:
+    for name, frame in prepared.splits.named().items():
         frame.to_parquet(directory / f"{name}.parquet", index=True)
-
-
-def read_splits(directory: Path) -> Splits:
-    missing = [n for n in SPLIT_NAMES if not (directory / f"{n}.parquet").is_file()]
-    if missing:
-        raise DataError(
-            f"no prepared data in {directory} (missing {missing[0]}.parquet): run prepare first"
-        )
-    frames = {n: pd.read_parquet(directory / f"{n}.parquet") for n in SPLIT_NAMES}
-    return Splits(**frames)
+    (directory / "profile.json").write_text(json.dumps(prepared.profile, indent=2))
+    (directory / "manifest.json").write_text(json.dumps(prepared.manifest, indent=2))
 
 
 def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _load_bundled(name: str, target: str) -> pd.DataFrame:
@@ -167,23 +171,17 @@ def _load_bundled(name: str, target: str) -> pd.DataFrame:
     return frame.rename(columns={"target": target})
 
 
-def _snapshot_frame(frame: pd.DataFrame, directory: Path, name: str) -> Path:
-    with tempfile.TemporaryDirectory() as staging:
-        written = Path(staging) / f"{name}.csv"
-        frame.to_csv(written, index=False)
-        return _snapshot_file(written, directory, written.name)
-
-
-def _snapshot_file(source: Path, directory: Path, name: str) -> Path:
+def _snapshot_file(source: Path, directory: Path, name: str) -> tuple[Path, str]:
     """Store `source` as `<directory>/<sha256 prefix>-<name>`, read-only; reuse an equal copy."""
-    target = directory / f"{file_digest(source)[:16]}-{name}"
+    digest = file_digest(source)
+    target = directory / f"{digest[:16]}-{name}"
     if not target.exists():
         directory.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         shutil.copyfile(source, partial)
         partial.chmod(0o444)
         partial.replace(target)
-    return target
+    return target, digest
 
 
 def _snapshot_parts(parts: Parts, directory: Path) -> tuple[Path, str]:
@@ -195,21 +193,33 @@ def _snapshot_parts(parts: Parts, directory: Path) -> tuple[Path, str]:
     """
     digest = listing_digest([(part.name, part.path) for part in parts.parts])
     target = directory / f"{digest[:16]}-{parts.title}"
-    if target.exists():
-        return target, digest
-    directory.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=directory))
+    if not target.exists():
+        with staged_folder(target) as staging:
+            for part in parts.parts:
+                copy = staging / part.name
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(part.path, copy)
+                copy.chmod(0o444)
+    return target, digest
+
+
+@contextmanager
+def staged_folder(directory: Path) -> Iterator[Path]:
+    """A temp folder beside `directory`, swapped in for it once filled: readers see the old
+    folder or the new one, never half of one."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
     try:
-        for part in parts.parts:
-            copy = staging / part.name
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(part.path, copy)
-            copy.chmod(0o444)
-        staging.chmod(0o755)  # mkdtemp makes it private; the raw data is not secret
-        staging.rename(target)
+        yield staging
+        staging.chmod(0o755)  # mkdtemp makes it private; the data is not secret
+        retired = directory.with_name(f".{directory.name}-old")
+        if directory.exists():
+            shutil.rmtree(retired, ignore_errors=True)
+            directory.rename(retired)
+        staging.rename(directory)
+        shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target, digest
 
 
 def listing_digest(files: list[tuple[str, Path]]) -> str:
@@ -225,7 +235,12 @@ def listing_digest(files: list[tuple[str, Path]]) -> str:
 def load_prepared(config: DataConfig) -> PreparedData:
     """The splits, manifest and profile prepare wrote for `config`, checked against it."""
     directory = config.prepared_dir
-    splits = read_splits(directory)
+    missing = [n for n in SPLIT_NAMES if not (directory / f"{n}.parquet").is_file()]
+    if missing:
+        raise DataError(
+            f"no prepared data in {directory} (missing {missing[0]}.parquet): run prepare first"
+        )
+    splits = Splits(**{n: pd.read_parquet(directory / f"{n}.parquet") for n in SPLIT_NAMES})
     manifest = json.loads((directory / "manifest.json").read_text())
     profile = json.loads((directory / "profile.json").read_text())
     if manifest["target"] != config.target or manifest["task"] != config.task:

@@ -20,7 +20,7 @@ class Gate:
 
 @dataclass(frozen=True)
 class Verdict:
-    gates: tuple[Gate, ...]
+    gates: tuple[Gate, ...] = ()
 
     @property
     def passed(self) -> bool:

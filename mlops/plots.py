@@ -55,11 +55,12 @@ def importance_figure(importance: dict[str, float], metric: str) -> Any:
     return fig
 
 
-def loss_figure(train_loss: list[float], validation_loss: list[float], best_epoch: int) -> Any:
+def loss_figure(history: Any) -> Any:
+    """A `TorchMLP`'s loss per epoch on both splits, and the epoch whose weights it kept."""
     fig, ax = _figure()
-    ax.plot(train_loss, label="train")
-    ax.plot(validation_loss, label="validation")
-    ax.axvline(best_epoch, color="grey", linestyle="--", label="best epoch")
+    ax.plot(history.train_loss, label="train")
+    ax.plot(history.validation_loss, label="validation")
+    ax.axvline(history.best_epoch, color="grey", linestyle="--", label="best epoch")
     ax.set(xlabel="epoch", ylabel="loss", title="Loss per epoch")
     ax.legend()
     return fig

@@ -8,20 +8,16 @@ anything is written or any MLflow run is started.
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
-import tempfile
 import warnings
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import mlflow
 
 from mlops.config import Config
 from mlops.data import (
+    PreparedData,
     RawData,
     Splits,
     coerce_types,
@@ -29,36 +25,32 @@ from mlops.data import (
     load_raw,
     split,
     splits_digest,
-    write_splits,
+    staged_folder,
+    write_prepared,
 )
 from mlops.profile import build_profile
-from mlops.tracking import configure_tracking, use_experiment
+from mlops.tracking import use_experiment
 from mlops.validation import ValidationReport, validate
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Prepared:
-    directory: Path
-    manifest: dict[str, Any]
-
-
-def prepare(config: Config) -> Prepared:
+def prepare(config: Config) -> PreparedData:
     data = config.data
     raw = load_raw(data, data.raw_dir)
     report = validate(raw.frame, data)
-    frame = coerce_types(raw.frame, report.kinds)
-    splits = split(frame, data, config.seed)
+    splits = split(coerce_types(raw.frame, report.kinds), data, config.seed)
     profile = build_profile(splits.train, report.kinds, data.target, data.task)
-    manifest = _manifest(config, raw, report, splits)
-    configure_tracking()
+    prepared = PreparedData(splits, _manifest(config, raw, report, splits), profile)
     use_experiment(config.experiment)
-    with mlflow.start_run(run_name="prepare", tags={"mlops.step": "prepare"}):
-        _record(config, splits, manifest, profile)
-        _write_atomically(data.prepared_dir, splits, manifest, profile)
-    log.info("prepared %s: %s rows, digest %s", data.source, manifest["rows"], manifest["digest"])
-    return Prepared(directory=data.prepared_dir, manifest=manifest)
+    run = mlflow.start_run(run_name="prepare", tags={"mlops.step": "prepare"})
+    with run, staged_folder(data.prepared_dir) as staging:
+        _record(config, prepared)
+        write_prepared(prepared, staging)
+    log.info(
+        "prepared %s: %s rows, digest %s", data.source, prepared.manifest["rows"], prepared.digest
+    )
+    return prepared
 
 
 def _manifest(
@@ -81,10 +73,9 @@ def _manifest(
     }
 
 
-def _record(
-    config: Config, splits: Splits, manifest: dict[str, Any], profile: dict[str, Any]
-) -> None:
-    for name, frame in splits.named().items():
+def _record(config: Config, prepared: PreparedData) -> None:
+    manifest = prepared.manifest
+    for name, frame in prepared.splits.named().items():
         with warnings.catch_warnings():
             # MLflow hints about ambiguous local sources and integer targets; neither applies.
             warnings.simplefilter("ignore", UserWarning)
@@ -98,31 +89,4 @@ def _record(
     mlflow.log_metrics({f"rows_{n}": float(r) for n, r in manifest["rows"].items()})
     mlflow.log_metric("duplicate_rows", manifest["duplicate_rows"])
     mlflow.log_dict(manifest, "manifest.json")
-    mlflow.log_dict(profile, "profile.json")
-
-
-def _write_atomically(
-    directory: Path, splits: Splits, manifest: dict[str, Any], profile: dict[str, Any]
-) -> None:
-    """Write into a sibling temp folder, then swap it in: readers see old or new, never half."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the prepared data is not secret
-    try:
-        write_splits(splits, staging)
-        (staging / "profile.json").write_text(json.dumps(profile, indent=2))
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        _swap(staging, directory)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _swap(staging: Path, directory: Path) -> None:
-    if not directory.exists():
-        staging.rename(directory)
-        return
-    retired = directory.with_name(f".{directory.name}-old")
-    shutil.rmtree(retired, ignore_errors=True)
-    directory.rename(retired)
-    staging.rename(directory)
-    shutil.rmtree(retired, ignore_errors=True)
+    mlflow.log_dict(prepared.profile, "profile.json")

@@ -29,7 +29,7 @@ def build_profile(
     }
     profile: dict[str, Any] = {"target": target, "task": task, "rows": len(train)}
     if task == "classification":
-        profile["classes"] = sorted(_plain(v) for v in train[target].unique())
+        profile["classes"] = sorted(train[target].unique().tolist())  # Python scalars: JSON-safe
     profile["columns"] = columns
     return profile
 
@@ -84,8 +84,3 @@ def prediction_profile(predictions: Any, task: str) -> dict[str, Any]:
         shares = {str(k): int(v) / values.size for k, v in zip(labels, counts, strict=True)}
         return {"task": task, "shares": shares}
     return {"task": task, **quantile_bins(values.astype(np.float64))}
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python scalars, so the profile is JSON-safe."""
-    return value.item() if hasattr(value, "item") else value

@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
-from dataclasses import asdict, dataclass
+import timeit
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
-from mlops.config import Config
+from mlops.config import Config, PromoteConfig
 from mlops.data import PreparedData, frame_digest, load_prepared
 from mlops.errors import RegistryError
 from mlops.evaluate import check_metric, evaluate
@@ -50,10 +50,10 @@ class Decision:
     data_digest: str  # the data prepared now, which the challenger must have been trained on
     split_digest: str  # the test rows both models are scored on
     champion_data_digest: str | None  # what the champion was trained on (evidence, not a gate)
-    verdict: Verdict
+    verdict: Verdict = field(default_factory=Verdict)
     # "challenger" / "champion" -> test metrics; empty when the data gates refused to compare.
-    metrics: dict[str, dict[str, float]]
-    latency_p95_ms: float | None
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    latency_p95_ms: float | None = None
 
     @property
     def promoted(self) -> bool:
@@ -65,7 +65,6 @@ def promote(config: Config, version: str | None = None, ignore_champion: bool = 
     for metric in (config.promote.metric, *config.promote.thresholds):
         check_metric(config.data.task, metric)
     prepared = load_prepared(config.data)
-    configure_tracking()
     use_experiment(config.experiment)
     name = config.registered_model
     challenger = version or _required_alias(name, CHALLENGER)
@@ -102,17 +101,16 @@ def _decide(
 ) -> Decision:
     name, split_digest = config.registered_model, frame_digest(prepared.splits.test)
     old_data = None if champion is None else _trained_on(name, champion)
-    base = Decision(
-        name, challenger, champion, prepared.digest, split_digest, old_data, Verdict(()), {}, None
-    )
+    base = Decision(name, challenger, champion, prepared.digest, split_digest, old_data)
     if champion == challenger:
-        return _with(base, (Gate("champion", False, f"v{challenger} is the champion already"),))
+        gate = Gate("champion", False, f"v{challenger} is the champion already")
+        return dataclasses.replace(base, verdict=Verdict((gate,)))
     data = (
         same_data("data:challenger", prepared.digest, _trained_on(name, challenger)),
         same_split("data:test_split", split_digest, prepared.test_digest),
     )
     if not all(gate.passed for gate in data):
-        return _with(base, data)
+        return dataclasses.replace(base, verdict=Verdict(data))
     metrics, latency = _measure(config, prepared, challenger, champion)
     gates = metric_gates(config.promote, metrics["challenger"], metrics.get("champion"), latency)
     verdict = Verdict((*data, *gates))
@@ -130,12 +128,7 @@ def _measure(
         metrics["champion"] = _score_champion(name, champion, features, target, task)
     pyfunc, estimator = _load(name, challenger)
     metrics["challenger"] = evaluate(estimator, features, target, task)
-    # Timed with the server's torch threads per predict call: what serving will see.
-    gate, threads = config.promote, config.serve.model_threads
-    latency = _latency_p95_ms(
-        pyfunc, features, gate.latency_batch_rows, gate.latency_repeats, threads
-    )
-    return metrics, latency
+    return metrics, _latency_p95_ms(pyfunc, features, config.promote, config.serve.model_threads)
 
 
 def _score_champion(
@@ -150,10 +143,6 @@ def _score_champion(
             f"champion {name} v{version} cannot score the current test split "
             f"({first_line(err)}); judge the challenger alone with --ignore-champion"
         ) from None
-
-
-def _with(decision: Decision, gates: tuple[Gate, ...]) -> Decision:
-    return dataclasses.replace(decision, verdict=Verdict(gates))
 
 
 def _record(decision: Decision, ignore_champion: bool) -> None:
@@ -227,28 +216,26 @@ def _load(name: str, version: str) -> tuple[Any, Any]:
 
 def _trained_on(name: str, version: str) -> str | None:
     """The data digest a version was trained on, without loading the model itself."""
-    tags = MlflowClient().get_model_version(name, version).tags
-    if tags.get("data_digest"):
-        return str(tags["data_digest"])
-    metadata = mlflow.models.get_model_info(f"models:/{name}/{version}").metadata or {}
-    digest = metadata.get("data_digest")
+    digest = MlflowClient().get_model_version(name, version).tags.get("data_digest")
+    if not digest:
+        metadata = mlflow.models.get_model_info(f"models:/{name}/{version}").metadata or {}
+        digest = metadata.get("data_digest")
     return None if digest is None else str(digest)
 
 
 def _latency_p95_ms(
-    pyfunc: Any, features: pd.DataFrame, rows: int, repeats: int, torch_threads: int
+    pyfunc: Any, features: pd.DataFrame, gate: PromoteConfig, torch_threads: int
 ) -> float:
-    """p95 wall time of `pyfunc.predict` on `rows` rows (drawn from `features`), after a warm-up.
+    """p95 wall time of `pyfunc.predict` on a batch of rows drawn from `features`, after a warm-up.
 
-    PyTorch runs with `torch_threads` intra-op threads, as the server does: on a small network the
-    thread pool's overhead, not the arithmetic, dominates.
+    PyTorch runs with the server's intra-op threads (`serve.model_threads`): on a small network
+    the thread pool's overhead, not the arithmetic, dominates.
     """
+    rows = gate.latency_batch_rows
     batch = features.sample(n=rows, replace=rows > len(features), random_state=0)
     with torch_thread_limit(torch_threads):
         pyfunc.predict(batch)
-        times = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            pyfunc.predict(batch)
-            times.append((time.perf_counter() - started) * 1000.0)
-    return float(np.percentile(times, 95))
+        seconds = timeit.repeat(
+            lambda: pyfunc.predict(batch), number=1, repeat=gate.latency_repeats
+        )
+    return float(np.percentile(seconds, 95)) * 1000.0

@@ -18,7 +18,6 @@ _MISSING = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"})
 
 
 def register(model_uri: str, name: str, alias: str, tags: dict[str, str]) -> str:
-    """Register `model_uri` as a new version of `name`, tag it, point `alias` at it."""
     version = mlflow.register_model(model_uri, name, tags=tags).version
     MlflowClient().set_registered_model_alias(name, alias, version)
     log.info("registered %s version %s as @%s", name, version, alias)

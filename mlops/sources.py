@@ -83,8 +83,6 @@ def read_parts(parts: Parts) -> pd.DataFrame:
 
 def read_table(path: Path, origin: str) -> pd.DataFrame:
     """Read a CSV or Parquet file; any problem becomes a `DataError` naming `origin`."""
-    if not path.is_file():
-        raise DataError(f"data file {origin} does not exist")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise DataError(f"data file {origin}: expected a .csv or .parquet file, got {suffix!r}")

@@ -1,4 +1,5 @@
-"""Where MLflow records runs and models: the environment's server, or the embedded local store.
+"""Where MLflow records runs and models: the environment's server, or the embedded local store;
+and the git commit every run and model records.
 
 With `MLFLOW_TRACKING_URI` unset, runs go to a SQLite database and a local artifact folder under
 `.mlflow/` in the repository (git-ignored), so the pipeline works offline on a fresh clone.
@@ -7,14 +8,12 @@ With `MLFLOW_TRACKING_URI` unset, runs go to a SQLite database and a local artif
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import mlflow
 
-# The one place the embedded store is named (the Makefile's STORE is the same folder): MLflow's
-# database and artifacts, and the default Optuna storage (`tune.storage`).
-EMBEDDED_STORE_DIR = Path(".mlflow")
-EMBEDDED_OPTUNA_STORAGE = f"sqlite:///{EMBEDDED_STORE_DIR / 'optuna.db'}"
+from mlops.config import EMBEDDED_STORE_DIR
 
 # MLflow's HTTP client defaults (7 retries, backoff factor 2, 120 s timeout) let a step hang for
 # many minutes on a dead or stuck tracking server. These bound one call to about 35 s; each can be
@@ -31,36 +30,43 @@ def configure_tracking() -> str:
     """Point MLflow at the environment's tracking URI or the embedded store; return the URI."""
     for name, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or embedded_tracking_uri()
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        EMBEDDED_STORE_DIR.mkdir(exist_ok=True)
+        uri = f"sqlite:///{(EMBEDDED_STORE_DIR / 'mlflow.db').resolve()}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
     return uri
 
 
-def embedded_tracking_uri() -> str:
-    EMBEDDED_STORE_DIR.mkdir(exist_ok=True)
-    return f"sqlite:///{(EMBEDDED_STORE_DIR / 'mlflow.db').resolve()}"
-
-
 def use_experiment(name: str) -> str:
-    """Select (creating if needed) the experiment `name`; return its id.
+    """Configure tracking, then select (creating if needed) the experiment `name`; return its id.
 
     On a SQLite store, artifacts go to an `artifacts/` folder beside the database file; a tracking
     server chooses its own (proxied) artifact location.
     """
-    experiment = mlflow.get_experiment_by_name(name)
-    if experiment is None:
-        location = _artifacts_beside_sqlite(mlflow.get_tracking_uri())
-        experiment_id: str = mlflow.create_experiment(name, artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
-    mlflow.set_experiment(experiment_id=experiment_id)
-    return experiment_id
+    configure_tracking()
+    if mlflow.get_experiment_by_name(name) is None:
+        uri, location = mlflow.get_tracking_uri(), None
+        if uri.startswith("sqlite:///"):
+            database = Path(uri.removeprefix("sqlite:///"))
+            location = (database.parent / "artifacts").resolve().as_uri()
+        mlflow.create_experiment(name, artifact_location=location)
+    return str(mlflow.set_experiment(name).experiment_id)
 
 
-def _artifacts_beside_sqlite(tracking_uri: str) -> str | None:
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
-        return None
-    database = Path(tracking_uri.removeprefix(prefix))
-    return (database.parent / "artifacts").resolve().as_uri()
+def git_commit() -> str:
+    """HEAD's commit (with "-dirty" when the tree has changes); `GIT_COMMIT` in images."""
+    if os.environ.get("GIT_COMMIT"):
+        return os.environ["GIT_COMMIT"]
+    try:
+        head = _git("rev-parse", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
+def _git(*args: str) -> str:
+    result = subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=10)
+    return result.stdout.strip()

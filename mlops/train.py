@@ -8,7 +8,6 @@ the data set (with its digest) and the model itself. The run with the best valid
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -21,13 +20,12 @@ from mlops import plots
 from mlops.config import Config, as_dict
 from mlops.data import PreparedData, load_prepared
 from mlops.evaluate import check_metric, evaluate, greater_is_better, permutation_importance
-from mlops.models.families import FamilyParams, FitInputs, family_params, fit_family
+from mlops.models.families import FamilyParams, family_params, fit_family
 from mlops.models.logged import log_model
-from mlops.models.torch_mlp import EpochCallback, TorchMLP
+from mlops.models.torch_mlp import TorchMLP
 from mlops.profile import prediction_profile
-from mlops.provenance import git_commit
 from mlops.registry import CHALLENGER, register
-from mlops.tracking import configure_tracking, use_experiment
+from mlops.tracking import git_commit, use_experiment
 
 log = logging.getLogger(__name__)
 
@@ -51,27 +49,20 @@ class TrainResult:
 def train(config: Config) -> TrainResult:
     check_metric(config.data.task, config.train.selection_metric)
     prepared = load_prepared(config.data)
-    configure_tracking()
     use_experiment(config.experiment)
     runs = [
         run_family(config, family, family_params(config.train, family), prepared)
         for family in config.train.families
     ]
-    best = select_best(runs, config.train.selection_metric)
-    version = register(
-        best.model_uri, config.registered_model, CHALLENGER, _version_tags(best, prepared)
-    )
+    sign = 1.0 if greater_is_better(config.train.selection_metric) else -1.0
+    best = max(runs, key=lambda r: sign * r.validation[config.train.selection_metric])
+    tags = version_tags(best.family, prepared)
+    version = register(best.model_uri, config.registered_model, CHALLENGER, tags)
     return TrainResult(runs=runs, best=best, version=version)
 
 
-def fit_inputs(config: Config, prepared: PreparedData) -> FitInputs:
-    return FitInputs(
-        train=prepared.xy("train"),
-        validation=prepared.xy("validation"),
-        kinds=prepared.manifest["kinds"],
-        task=config.data.task,
-        seed=config.seed,
-    )
+def version_tags(family: str, prepared: PreparedData) -> dict[str, str]:
+    return {"family": family, "data_digest": prepared.digest, "git_commit": git_commit()}
 
 
 def run_family(
@@ -80,32 +71,30 @@ def run_family(
     params: FamilyParams,
     prepared: PreparedData,
     run_name: str | None = None,
-    on_epoch: EpochCallback | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> FamilyRun:
     """Fit, evaluate and log one family in its own MLflow run (FAILED if anything raises)."""
     tags = {"mlops.step": "train", "mlops.family": family, "mlops.data_digest": prepared.digest}
-    with mlflow.start_run(run_name=run_name or family, tags=tags) as run:
+    with mlflow.start_run(run_name=run_name or family, tags=tags | (extra_tags or {})) as run:
         mlflow.log_params({f"{family}.{k}": v for k, v in dataclasses.asdict(params).items()})
         mlflow.log_params({"data_digest": prepared.digest, "git_commit": git_commit()})
         mlflow.log_dict(as_dict(config), "config.yaml")
-        clock = [time.perf_counter()]
-        model = fit_family(family, params, fit_inputs(config, prepared), on_epoch)
-        clock.append(time.perf_counter())
+        started = time.perf_counter()
+        model = fit_family(family, params, prepared.fit_inputs(config.seed))
+        fitted = time.perf_counter()
         scores = _log_evaluation(config, model, prepared)
-        clock.append(time.perf_counter())
-        metadata = _metadata(prepared, _predictions(config, model, prepared))
-        info = log_model(model, family, prepared.xy("train")[0], metadata)
-        clock.append(time.perf_counter())
-        durations = [end - start for start, end in itertools.pairwise(clock)]
-        names = ("fit_seconds", "evaluate_seconds", "log_model_seconds")
-        mlflow.log_metrics(dict(zip(names, durations, strict=True)))
-        log.info("%s: validation %s", family, _short(scores["validation"]))
+        evaluated = time.perf_counter()
+        info = log_model(model, family, prepared.xy("train")[0], _metadata(config, model, prepared))
+        mlflow.log_metrics(
+            {
+                "fit_seconds": fitted - started,
+                "evaluate_seconds": evaluated - fitted,
+                "log_model_seconds": time.perf_counter() - evaluated,
+            }
+        )
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in scores["validation"].items())
+        log.info("%s: validation %s", family, shown)
         return FamilyRun(family, run.info.run_id, info.model_uri, **scores)
-
-
-def select_best(runs: list[FamilyRun], metric: str) -> FamilyRun:
-    sign = 1.0 if greater_is_better(metric) else -1.0
-    return max(runs, key=lambda r: sign * r.validation[metric])
 
 
 def _log_evaluation(
@@ -134,31 +123,17 @@ def _figures(model: Any, features: pd.DataFrame, target: pd.Series, task: str) -
     else:
         figures = {"residuals.png": plots.residuals_figure(target, model.predict(features))}
     if isinstance(model, TorchMLP):
-        history = model.history
-        figures["loss_curve.png"] = plots.loss_figure(
-            history.train_loss, history.validation_loss, history.best_epoch
-        )
+        figures["loss_curve.png"] = plots.loss_figure(model.history)
     return figures
 
 
-def _predictions(config: Config, model: Any, prepared: PreparedData) -> dict[str, Any]:
-    """The fitted model's own predictions on the validation split: the server's reference for
-    prediction drift."""
-    return prediction_profile(model.predict(prepared.xy("validation")[0]), config.data.task)
-
-
-def _metadata(prepared: PreparedData, predictions: dict[str, Any]) -> dict[str, Any]:
+def _metadata(config: Config, model: Any, prepared: PreparedData) -> dict[str, Any]:
+    """What the logged model carries beside itself. Its own predictions on the validation split
+    are the server's reference for prediction drift."""
+    predictions = model.predict(prepared.xy("validation")[0])
     return {
         "data_profile": prepared.profile,
-        "prediction_profile": predictions,
+        "prediction_profile": prediction_profile(predictions, config.data.task),
         "data_digest": prepared.digest,
         "git_commit": git_commit(),
     }
-
-
-def _version_tags(best: FamilyRun, prepared: PreparedData) -> dict[str, str]:
-    return {"family": best.family, "data_digest": prepared.digest, "git_commit": git_commit()}
-
-
-def _short(values: dict[str, float]) -> str:
-    return ", ".join(f"{k}={v:.4f}" for k, v in values.items())

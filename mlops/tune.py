@@ -10,26 +10,26 @@ machines: docs/tuning.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import mlflow
 import optuna
 from mlflow import MlflowClient
-from mlflow.entities import Param, RunTag
 
 from mlops.config import Config, as_dict
 from mlops.data import PreparedData, load_prepared
 from mlops.errors import TuneError
 from mlops.evaluate import check_metric, greater_is_better
 from mlops.models.families import family_params
-from mlops.provenance import git_commit
 from mlops.registry import CHALLENGER, register
-from mlops.tracking import configure_tracking, use_experiment
-from mlops.train import FamilyRun, fit_inputs, run_family
+from mlops.tracking import git_commit, use_experiment
+from mlops.train import FamilyRun, run_family, version_tags
 from mlops.tuning.objective import trial_params
 from mlops.tuning.study import (
     StudySummary,
@@ -50,8 +50,6 @@ log = logging.getLogger(__name__)
 class SessionResult:
     summaries: dict[str, StudySummary]
     parent_run_id: str | None
-    seconds: float  # the whole session
-    trials_seconds: float  # from starting the workers until the last one stopped
 
     @property
     def complete(self) -> bool:
@@ -69,10 +67,9 @@ class TuneResult:
 def tune(config: Config) -> TuneResult:
     check_metric(config.data.task, config.train.selection_metric)
     prepared = load_prepared(config.data)
-    configure_tracking()
     session = run_session(config, prepared, use_experiment(config.experiment))
     best = _best(session.summaries, config.train.selection_metric)
-    version, refit = _register(config, prepared, best, session.parent_run_id)
+    version, refit = _register(config, prepared, best, str(session.parent_run_id))
     return TuneResult(session=session, best=best, version=version, refit=refit)
 
 
@@ -82,44 +79,58 @@ def run_session(config: Config, prepared: PreparedData, experiment_id: str | Non
     With an `experiment_id`, the session is a parent run there and every trial a child run;
     without one, nothing goes to MLflow (the benchmark's untracked baseline).
     """
-    started = time.perf_counter()
     url = storage_url(config.tune)
     storage = open_storage(url, config.tune)
     names: dict[str, str] = {
         f: study_name(config, f, prepared.digest) for f in config.tune.families
     }
-    studies: dict[str, optuna.Study] = {f: open_study(storage, n, config) for f, n in names.items()}
-    parent = None
-    if experiment_id is not None:
-        parent = _start_parent_run(config, prepared, experiment_id, url)
+    studies = {f: open_study(storage, n, config) for f, n in names.items()}
     deadline = time.time() + config.tune.timeout_s if config.tune.timeout_s else None
-    tracking = mlflow.get_tracking_uri()
-    session = Session(config, url, names, deadline, tracking, experiment_id, parent)
-    status = "FAILED"
-    try:
-        with quiet_optuna():
-            trials_started = time.perf_counter()
-            exits = run_workers(session, fit_inputs(config, prepared), studies)
-            trials_seconds = time.perf_counter() - trials_started
-            summaries = _summarise(session, studies, exits)
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise TuneError("tuning interrupted; run it again to resume the studies") from None
-    finally:
-        if parent is not None:
-            MlflowClient().set_terminated(parent, status)
-    return SessionResult(summaries, parent, time.perf_counter() - started, trials_seconds)
+    with _session_run(config, prepared, experiment_id) as parent, quiet_optuna():
+        tracking = mlflow.get_tracking_uri()
+        session = Session(config, url, names, deadline, tracking, experiment_id, parent)
+        try:
+            exits = run_workers(session, prepared.fit_inputs(config.seed), studies)
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")  # no-op when untracked
+            raise TuneError("tuning interrupted; run it again to resume the studies") from None
+        summaries = _summarise(session, studies, exits)
+    return SessionResult(summaries, parent)
+
+
+@contextlib.contextmanager
+def _session_run(
+    config: Config, prepared: PreparedData, experiment_id: str | None
+) -> Iterator[str | None]:
+    """The session's parent run (FAILED if the session raises), or None when untracked."""
+    if experiment_id is None:
+        yield None
+        return
+    tags = {"mlops.step": "tune", "mlops.data_digest": prepared.digest}
+    with mlflow.start_run(experiment_id=experiment_id, run_name="tune-session", tags=tags) as run:
+        tune = config.tune
+        settings = ("trials", "timeout_s", "workers", "sampler", "pruner")
+        mlflow.log_params({name: getattr(tune, name) for name in settings})
+        mlflow.log_params(
+            {
+                "families": ",".join(tune.families),
+                "storage": shown_url(storage_url(tune)),
+                "metric": config.train.selection_metric,
+                "data_digest": prepared.digest,
+                "git_commit": git_commit(),
+            }
+        )
+        mlflow.log_dict(as_dict(config), "config.yaml")
+        yield str(run.info.run_id)
 
 
 def _summarise(
     session: Session, studies: dict[str, optuna.Study], exits: list[int | None]
 ) -> dict[str, StudySummary]:
-    target = session.config.tune.trials
-    summaries = {f: summarize(study, f, target) for f, study in studies.items()}
+    summaries = {f: summarize(study, f, session.config.tune.trials) for f, study in studies.items()}
     if session.parent_run_id is not None:
         for family, study in studies.items():
-            log_summary(session.parent_run_id, study, summaries[family])
+            log_summary(study, summaries[family])
     check_finished(summaries, exits, session.deadline)
     return summaries
 
@@ -137,28 +148,6 @@ def check_finished(
         raise TuneError(f"workers stopped (exit codes {exits}) with studies short {short}")
 
 
-def _start_parent_run(config: Config, prepared: PreparedData, experiment_id: str, url: str) -> str:
-    client = MlflowClient()
-    tags = {"mlops.step": "tune", "mlops.data_digest": prepared.digest}
-    run = client.create_run(experiment_id, tags=tags, run_name="tune-session")
-    tune = config.tune
-    params = {
-        "families": ",".join(tune.families),
-        "trials": tune.trials,
-        "timeout_s": tune.timeout_s,
-        "workers": tune.workers,
-        "sampler": tune.sampler,
-        "pruner": tune.pruner,
-        "storage": shown_url(url),
-        "metric": config.train.selection_metric,
-        "data_digest": prepared.digest,
-        "git_commit": git_commit(),
-    }
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
-    client.log_dict(run.info.run_id, as_dict(config), "config.yaml")
-    return str(run.info.run_id)
-
-
 def _best(summaries: dict[str, StudySummary], metric: str) -> StudySummary:
     scored = [s for s in summaries.values() if s.best_value is not None]
     if not scored:
@@ -168,50 +157,34 @@ def _best(summaries: dict[str, StudySummary], metric: str) -> StudySummary:
 
 
 def _register(
-    config: Config, prepared: PreparedData, best: StudySummary, parent_run_id: str | None
+    config: Config, prepared: PreparedData, best: StudySummary, parent_run_id: str
 ) -> tuple[str, FamilyRun | None]:
     """Refit and register the best trial, unless it is registered already (then move the alias)."""
-    name = config.registered_model
-    known = _registered_version(config, best)
-    if known is not None:
-        MlflowClient().set_registered_model_alias(name, CHALLENGER, known)
-        log.info("best trial already registered as %s v%s: now @%s", name, known, CHALLENGER)
-        return known, None
+    name, params = config.registered_model, json.dumps(best.best_params, sort_keys=True)
+    client, query = MlflowClient(), f"name = '{name}' and tags.study = '{best.study_name}'"
+    for known in client.search_model_versions(query):
+        if known.tags.get("params") == params:
+            version = str(known.version)
+            client.set_registered_model_alias(name, CHALLENGER, version)
+            log.info("best trial already registered as %s v%s: now @%s", name, version, CHALLENGER)
+            return version, None
     refit = _refit(config, prepared, best, parent_run_id)
-    tags = {
-        "family": best.family,
-        "data_digest": prepared.digest,
-        "git_commit": git_commit(),
-        "study": best.study_name,
-        "trial": str(best.best_trial),
-        "params": _params_tag(best),
-    }
+    tags = version_tags(best.family, prepared)
+    tags |= {"study": best.study_name, "trial": str(best.best_trial), "params": params}
     return register(refit.model_uri, name, CHALLENGER, tags), refit
 
 
 def _refit(
-    config: Config, prepared: PreparedData, best: StudySummary, parent_run_id: str | None
+    config: Config, prepared: PreparedData, best: StudySummary, parent_run_id: str
 ) -> FamilyRun:
     """The best trial's model, fitted and logged by train's own code, nested under the session."""
     params = trial_params(family_params(config.train, best.family), best.best_params)
     run_name = f"{best.family}-tuned-trial-{best.best_trial}"
+    tags = {
+        "mlops.step": "tune",
+        "mlops.study": best.study_name,
+        "mlops.trial": str(best.best_trial),
+        "mlflow.parentRunId": parent_run_id,
+    }
     with trial_threads(len(os.sched_getaffinity(0))):  # as the trial ran: the same model
-        refit = run_family(config, best.family, params, prepared, run_name=run_name)
-    tags = {"mlops.step": "tune", "mlops.study": best.study_name, "mlops.trial": best.best_trial}
-    if parent_run_id is not None:
-        tags["mlflow.parentRunId"] = parent_run_id
-    MlflowClient().log_batch(refit.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-    return refit
-
-
-def _registered_version(config: Config, best: StudySummary) -> str | None:
-    """The version already registered from this study's best trial (same params), if any."""
-    filter_string = f"name = '{config.registered_model}' and tags.study = '{best.study_name}'"
-    for version in MlflowClient().search_model_versions(filter_string):
-        if version.tags.get("params") == _params_tag(best):
-            return str(version.version)
-    return None
-
-
-def _params_tag(best: StudySummary) -> str:
-    return json.dumps(best.best_params, sort_keys=True)
+        return run_family(config, best.family, params, prepared, run_name, tags)

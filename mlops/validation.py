@@ -49,7 +49,8 @@ def column_kinds(frame: pd.DataFrame, config: DataConfig) -> dict[str, str]:
         raise DataError(f"data set has no feature columns besides the target {config.target!r}")
     if config.columns:
         return _expected_kinds(frame, features, config)
-    return {c: _inferred_kind(frame[c], c in config.categorical_columns) for c in features}
+    numeric = {c for c in features if _is_numeric(frame[c])} - set(config.categorical_columns)
+    return {c: "numeric" if c in numeric else "categorical" for c in features}
 
 
 def _expected_kinds(frame: pd.DataFrame, features: list[str], config: DataConfig) -> dict[str, str]:
@@ -66,10 +67,6 @@ def _expected_kinds(frame: pd.DataFrame, features: list[str], config: DataConfig
                 "(a value that is not a number?)"
             )
     return dict(config.columns)
-
-
-def _inferred_kind(values: pd.Series, declared_categorical: bool) -> str:
-    return "numeric" if _is_numeric(values) and not declared_categorical else "categorical"
 
 
 def _is_numeric(values: pd.Series) -> bool:

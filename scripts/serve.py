@@ -27,12 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-uri", help="models:/name@alias, models:/name/3, runs:/..., path")
     parser.add_argument("--workers", type=int, help="worker processes (default serve.workers)")
     args = parse(parser, argv)
+    if args.workers is not None:  # checked with the rest of the config
+        args.overrides.append(f"serve.workers={args.workers}")
 
     def step(config: Config) -> int:
-        settings = server_settings(
-            config, os.environ, args.host, args.port, args.model_uri, args.workers
-        )
-        return serve(settings)
+        return serve(server_settings(config, os.environ, args.host, args.port, args.model_uri))
 
     return run_step(args, step)
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 
 from mlops.cli import EXIT_ERROR, EXIT_OK, log, make_parser, parse, run_step
 from mlops.config import Config
-from mlops.data import read_splits
+from mlops.data import load_prepared
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +60,7 @@ def wait_until_ready(url: str, timeout_s: float) -> bool:
 
 
 def request_body(config: Config, rows: int) -> dict[str, Any]:
-    test = read_splits(config.data.prepared_dir).test.drop(columns=[config.data.target])
+    test = load_prepared(config.data).xy("test")[0]
     split = json.loads(test.head(rows).to_json(orient="split", index=False))
     return {"dataframe_split": {"columns": split["columns"], "data": split["data"]}}
 

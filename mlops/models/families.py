@@ -9,10 +9,8 @@ serving cannot disagree about features: missing values are imputed, unseen categ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.impute import SimpleImputer
@@ -21,18 +19,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlops.config import ForestParams, LinearParams, MLPParams, TrainConfig
+from mlops.data import FitInputs
 from mlops.models.torch_mlp import EpochCallback, fit_mlp
 
 FamilyParams = LinearParams | ForestParams | MLPParams
-
-
-@dataclass(frozen=True)
-class FitInputs:
-    train: tuple[pd.DataFrame, pd.Series]
-    validation: tuple[pd.DataFrame, pd.Series]
-    kinds: dict[str, str]
-    task: str
-    seed: int
 
 
 def family_params(train_config: TrainConfig, family: str) -> FamilyParams:
@@ -46,15 +36,7 @@ def fit_family(
     """Fit one family on the training split (the MLP also watches the validation split)."""
     preprocessor = build_preprocessor(inputs.kinds)
     if isinstance(params, MLPParams):
-        return fit_mlp(
-            preprocessor,
-            inputs.train,
-            inputs.validation,
-            params,
-            inputs.task,
-            inputs.seed,
-            on_epoch,
-        )
+        return fit_mlp(preprocessor, inputs, params, on_epoch)
     estimator = _sklearn_estimator(params, inputs.task, inputs.seed)
     pipeline = Pipeline([("preprocess", preprocessor), ("model", estimator)]).fit(*inputs.train)
     if "model__n_jobs" in pipeline.get_params():

@@ -1,13 +1,18 @@
-"""Logging a fitted model to MLflow as one self-contained, servable artifact.
+"""Logging a fitted model to MLflow as one self-contained, servable artifact, and the pyfunc
+wrapper that serves a logged `TorchMLP` from raw columns.
 
 scikit-learn pipelines use the `sklearn` flavor saved with skops (an explicit trusted-type list,
-no pickle); the PyTorch MLP is a pyfunc model from code (see `torch_pyfunc.py`). Each carries a
-signature inferred on the training rows, an input example, honest pip requirements and metadata:
-data profile, data digest, family and git commit, so the model file explains itself.
+no pickle). The PyTorch MLP is a pyfunc "model from code" (`torch_pyfunc_entry.py`), so nothing is
+pickled either: the preprocessor is a skops file, the network a `state_dict` loaded with
+`torch.load(weights_only=True)`, its shape a JSON file. Each model carries a signature inferred on
+the training rows, an input example, honest pip requirements and metadata: data profile, data
+digest, family and git commit, so the model file explains itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
 import tempfile
 import warnings
@@ -16,11 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.pyfunc
+import numpy as np
 import pandas as pd
+import skops.io
+import torch
 from mlflow.models import infer_signature
 
-from mlops.models.torch_mlp import TorchMLP
-from mlops.models.torch_pyfunc import SKOPS_TRUSTED_TYPES, save_parts
+from mlops.models.torch_mlp import NetworkSpec, TorchMLP, build_network
 
 MODEL_NAME = "model"  # the artifact name of the model inside its run
 INPUT_EXAMPLE_ROWS = 5
@@ -32,8 +40,11 @@ _TORCH_MODEL_CODE = (
     "errors.py",
     "models/__init__.py",
     "models/torch_mlp.py",
-    "models/torch_pyfunc.py",
+    "models/logged.py",
 )
+# Types in our fitted preprocessors that skops does not trust by default; both are plain data.
+SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.tree._tree.Tree"]
+TORCH_PARTS = {"preprocessor": "preprocessor.skops", "weights": "weights.pt", "spec": "spec.json"}
 
 
 def requirements(family: str) -> list[str]:
@@ -46,7 +57,6 @@ def requirements(family: str) -> list[str]:
 
 
 def log_model(model: Any, family: str, features: pd.DataFrame, metadata: dict[str, Any]) -> Any:
-    """Log `model` in the active run; return MLflow's `ModelInfo`."""
     with warnings.catch_warnings():
         # MLflow hints that integer outputs cannot hold missing values (predicted labels never
         # do) and about environment inference (requirements are explicit here).
@@ -88,3 +98,43 @@ def _copy_model_code(destination: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(_PACKAGE_DIR / relative, target)
     return destination
+
+
+def save_parts(model: TorchMLP, directory: Path) -> dict[str, str]:
+    paths = {key: directory / name for key, name in TORCH_PARTS.items()}
+    skops.io.dump(model.preprocessor, paths["preprocessor"])
+    torch.save(model.network.state_dict(), paths["weights"])
+    paths["spec"].write_text(json.dumps(dataclasses.asdict(model.spec)))
+    return {key: str(path) for key, path in paths.items()}
+
+
+def load_parts(artifacts: dict[str, str]) -> TorchMLP:
+    fields = json.loads(Path(artifacts["spec"]).read_text())
+    tuples = {"hidden_units": tuple(fields["hidden_units"]), "classes": tuple(fields["classes"])}
+    spec = NetworkSpec(**{**fields, **tuples})
+    preprocessor = skops.io.load(artifacts["preprocessor"], trusted=SKOPS_TRUSTED_TYPES)
+    network = build_network(spec)
+    state = torch.load(artifacts["weights"], map_location="cpu", weights_only=True)
+    network.load_state_dict(state)
+    network.eval()
+    return TorchMLP(preprocessor, network, spec)
+
+
+# MLflow ships no type information, so its base class is Any to mypy.
+class TorchTabularModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """pyfunc: `predict` gives labels (classification) or values; `predict_proba` probabilities."""
+
+    model: TorchMLP
+
+    def load_context(self, context: Any) -> None:
+        self.model = load_parts(context.artifacts)
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        if (params or {}).get("predict_method") == "predict_proba":
+            return self.model.predict_proba(model_input)
+        return self.model.predict(model_input)
+
+    def predict_proba(self, model_input: pd.DataFrame) -> np.ndarray:
+        return self.model.predict_proba(model_input)

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,9 @@ from torch import nn
 
 from mlops.config import MLPParams
 from mlops.errors import ConfigError
+
+if TYPE_CHECKING:  # only for annotations: mlops.data does not travel inside a logged model
+    from mlops.data import FitInputs
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ def torch_thread_limit(threads: int) -> Iterator[None]:
 
 
 EpochCallback = Callable[[int, "TorchMLP"], None]
+Tensors = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,6 @@ class NetworkSpec:
     target_mean: float = 0.0
     target_std: float = 1.0
 
-    @property
-    def output_dim(self) -> int:
-        return len(self.classes) if self.task == "classification" else 1
-
 
 @dataclass
 class History:
@@ -74,7 +74,7 @@ def build_network(spec: NetworkSpec) -> nn.Sequential:
     for units in spec.hidden_units:
         layers += [nn.Linear(width, units), nn.ReLU(), nn.Dropout(spec.dropout)]
         width = units
-    layers.append(nn.Linear(width, spec.output_dim))
+    layers.append(nn.Linear(width, len(spec.classes) if spec.task == "classification" else 1))
     return nn.Sequential(*layers)
 
 
@@ -126,27 +126,25 @@ class TorchMLP:
 
 
 def fit_mlp(
-    preprocessor: Any,
-    train: tuple[pd.DataFrame, pd.Series],
-    validation: tuple[pd.DataFrame, pd.Series],
-    params: MLPParams,
-    task: str,
-    seed: int,
-    on_epoch: EpochCallback | None = None,
+    preprocessor: Any, inputs: FitInputs, params: MLPParams, on_epoch: EpochCallback | None = None
 ) -> TorchMLP:
     """Fit the preprocessor on the training rows only, then the network with early stopping."""
-    torch.manual_seed(seed)
+    torch.manual_seed(inputs.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    x_train = np.asarray(preprocessor.fit_transform(train[0]), dtype=np.float32)
-    x_val = np.asarray(preprocessor.transform(validation[0]), dtype=np.float32)
-    spec = _spec(x_train.shape[1], train[1], params, task)
+    x_train = preprocessor.fit_transform(inputs.train[0])
+    spec = _spec(x_train.shape[1], inputs.train[1], params, inputs.task)
     model = TorchMLP(preprocessor, build_network(spec), spec)
     device = pick_device(params.device)
     model.network.to(device)
-    batches = _Batches(x_train, _encode(train[1], spec), params.batch_size, seed, device)
-    x_val_t = torch.from_numpy(x_val).to(device)
-    y_val_t = _encode(validation[1], spec).to(device)
-    _train_loop(model, batches, (x_val_t, y_val_t), params, on_epoch)
+
+    def tensors(x: Any, y: pd.Series) -> Tensors:
+        rows = torch.from_numpy(np.asarray(x, dtype=np.float32))
+        return rows.to(device), _encode(y, spec).to(device)
+
+    train = tensors(x_train, inputs.train[1])
+    validation = tensors(preprocessor.transform(inputs.validation[0]), inputs.validation[1])
+    shuffle = torch.Generator().manual_seed(inputs.seed)
+    _train_loop(model, train, validation, params, shuffle, on_epoch)
     model.network.to("cpu")
     return model
 
@@ -154,8 +152,7 @@ def fit_mlp(
 def _spec(input_dim: int, target: pd.Series, params: MLPParams, task: str) -> NetworkSpec:
     shape = NetworkSpec(input_dim, params.hidden_units, params.dropout, task)
     if task == "classification":
-        classes = tuple(v.item() if hasattr(v, "item") else v for v in np.unique(target))
-        return dataclasses.replace(shape, classes=classes)
+        return dataclasses.replace(shape, classes=tuple(np.unique(target).tolist()))
     std = float(target.std(ddof=0)) or 1.0
     return dataclasses.replace(shape, target_mean=float(target.mean()), target_std=std)
 
@@ -163,37 +160,21 @@ def _spec(input_dim: int, target: pd.Series, params: MLPParams, task: str) -> Ne
 def _encode(target: pd.Series, spec: NetworkSpec) -> torch.Tensor:
     if spec.task == "classification":
         index = {c: i for i, c in enumerate(spec.classes)}
-        return torch.tensor([index[v.item() if hasattr(v, "item") else v] for v in target])
+        return torch.tensor([index[v] for v in target.tolist()])
     scaled = (target.to_numpy(dtype=np.float32) - spec.target_mean) / spec.target_std
     return torch.from_numpy(scaled.astype(np.float32)).unsqueeze(1)
 
 
-class _Batches:
-    """Seeded shuffled mini-batches: the same seed gives the same order on every run."""
-
-    def __init__(
-        self, x: np.ndarray, y: torch.Tensor, size: int, seed: int, device: torch.device
-    ) -> None:
-        self.x = torch.from_numpy(x).to(device)
-        self.y = y.to(device)
-        self.size = size
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __iter__(self) -> Any:
-        order = torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
-        for start in range(0, len(order), self.size):
-            rows = order[start : start + self.size]
-            yield self.x[rows], self.y[rows]
-
-
 def _train_loop(
     model: TorchMLP,
-    batches: _Batches,
-    validation: tuple[torch.Tensor, torch.Tensor],
+    train: Tensors,
+    validation: Tensors,
     params: MLPParams,
+    shuffle: torch.Generator,
     on_epoch: EpochCallback | None,
 ) -> None:
-    network = model.network
+    """Train until the validation loss has not improved for `patience` epochs; keep the best."""
+    network, (x_val, y_val) = model.network, validation
     loss_fn: nn.Module = (
         nn.CrossEntropyLoss() if model.spec.task == "classification" else nn.MSELoss()
     )
@@ -202,10 +183,11 @@ def _train_loop(
     )
     best_loss, best_state, waited = float("inf"), copy.deepcopy(network.state_dict()), 0
     for epoch in range(params.max_epochs):
-        model.history.train_loss.append(_train_epoch(network, batches, loss_fn, optimizer))
+        loss = _train_epoch(network, train, params.batch_size, shuffle, loss_fn, optimizer)
+        model.history.train_loss.append(loss)
         network.eval()
         with torch.no_grad():
-            val_loss = float(loss_fn(network(validation[0]), validation[1]).item())
+            val_loss = float(loss_fn(network(x_val), y_val).item())
         model.history.validation_loss.append(val_loss)
         if on_epoch is not None:
             on_epoch(epoch, model)
@@ -221,15 +203,21 @@ def _train_loop(
 
 
 def _train_epoch(
-    network: nn.Module, batches: _Batches, loss_fn: nn.Module, optimizer: torch.optim.Optimizer
+    network: nn.Module,
+    data: Tensors,
+    batch_size: int,
+    shuffle: torch.Generator,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
 ) -> float:
+    """One pass in mini-batches of rows shuffled by the seeded generator; the mean loss per row."""
+    x, y = data
     network.train()
-    total, rows = 0.0, 0
-    for x, y in batches:
+    total = 0.0
+    for rows in torch.split(torch.randperm(len(x), generator=shuffle).to(x.device), batch_size):
         optimizer.zero_grad()
-        loss = loss_fn(network(x), y)
+        loss = loss_fn(network(x[rows]), y[rows])
         loss.backward()
         optimizer.step()
-        total += float(loss.item()) * len(x)
-        rows += len(x)
-    return total / rows
+        total += float(loss.item()) * len(rows)
+    return total / len(x)

@@ -6,6 +6,6 @@ It is never imported by the package itself; registering the model here is how ML
 
 from mlflow.models import set_model
 
-from mlops.models.torch_pyfunc import TorchTabularModel
+from mlops.models.logged import TorchTabularModel
 
 set_model(TorchTabularModel())

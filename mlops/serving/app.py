@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -27,11 +28,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mlops.serving import mlflow_protocol, v2
 from mlops.serving.batching import Batcher
-from mlops.serving.errors import Conflict, RequestError
+from mlops.serving.errors import Conflict, Forbidden, RequestError
 from mlops.serving.guard import SHED_MESSAGE, Guard, drain_on_signals
-from mlops.serving.http import JSON_TYPE, Services, check_admin, dumps, json_response, services
+from mlops.serving.http import JSON_TYPE, Services, check_token, dumps, json_response, services
 from mlops.serving.lifecycle import REGISTRY_DOWN, ModelManager, WorkerMarks
-from mlops.serving.metrics import CONTENT_TYPE, Metrics
+from mlops.serving.metrics import Metrics
 from mlops.serving.probes import Answer, start_probes
 from mlops.serving.settings import ServerSettings
 from mlops.tracking import configure_tracking
@@ -80,19 +81,12 @@ async def lifespan(
     config = settings.serve
     marks = WorkerMarks(settings.ready_dir, config.workers)
     models = ModelManager(settings.source, config, metrics, marks)
-    batcher = Batcher(
-        metrics,
-        max_rows=config.max_batch_rows,
-        max_wait_s=config.max_batch_wait_ms / 1000,
-        max_queue=config.max_queue_depth,
-        max_queue_rows=config.max_queue_rows,
-        threads=config.predict_threads,
-    )
+    batcher = Batcher(metrics, config)
     batcher.start()
     models.start()
     if threading.current_thread() is threading.main_thread():
         drain_on_signals(models.begin_drain, config.drain_s)
-    if not settings.loopback and not settings.api_token:
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_token:
         log.warning("predictions on %s need no token: set MLOPS_API_TOKEN", settings.host)
     if marks.others_ready():
         # A worker restarted beside ready ones accepts connections only once it is ready too,
@@ -120,7 +114,7 @@ def _probe_answer(models: ModelManager, metrics: Metrics, path: str) -> Answer:
         ready = models.ready
         return (200 if ready else 503), dumps({"ready": ready}), JSON_TYPE
     if path == "/metrics":
-        return 200, metrics.exposition(), CONTENT_TYPE
+        return 200, metrics.exposition(), CONTENT_TYPE_LATEST
     return 404, b'{"error":"not found"}', JSON_TYPE
 
 
@@ -131,13 +125,15 @@ def _load_state(scope: Scope) -> tuple[bool, bool]:
 
 
 async def scrape(request: Request) -> Response:
-    return Response(services(request).metrics.exposition(), media_type=CONTENT_TYPE)
+    return Response(services(request).metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def admin_reload(request: Request) -> Response:
     """Check the alias now; load, warm up and swap in the version it names if it moved."""
     found = services(request)
-    check_admin(request, found.settings)
+    if not found.settings.admin_token:
+        raise Forbidden("admin endpoints are disabled: MLOPS_ADMIN_TOKEN is not set")
+    check_token(request, found.settings.admin_token)
     if not found.settings.source.alias:
         raise Conflict(f"model URI {found.settings.source.uri} is not an alias: nothing to reload")
     outcome = await found.models.reload(forced=True)
@@ -147,8 +143,7 @@ async def admin_reload(request: Request) -> Response:
     return json_response(dumps(dataclasses.asdict(outcome)), status)
 
 
-async def request_error(metrics: Metrics, request: Request, exc: Exception) -> Response:
-    error = exc if isinstance(exc, RequestError) else RequestError(str(exc))
+async def request_error(metrics: Metrics, request: Request, error: RequestError) -> Response:
     if error.status in _VALIDATION_STATUSES:
         metrics.validation_errors.labels(error.reason).inc()
     headers = dict(error.headers)
@@ -200,11 +195,7 @@ class MetricsMiddleware:
         finally:
             if counted:
                 self.metrics.in_flight.dec()
-            self._record(scope, status, time.perf_counter() - started)
-
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
-        route = scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        method = scope["method"] if scope["method"] in _METHODS else "other"
-        self.metrics.requests.labels(endpoint, method, str(status)).inc()
-        self.metrics.latency.labels(endpoint).observe(seconds)
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            self.metrics.requests.labels(endpoint, method, str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)

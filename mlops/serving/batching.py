@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from mlops.config import ServeConfig
 from mlops.serving.errors import DeadlineExceeded, NotReady, PredictionFailed
 from mlops.serving.metrics import Metrics
 from mlops.serving.model import Options, Prediction, ServedModel
@@ -45,32 +46,20 @@ class Job:
     enqueued: float  # time.perf_counter(): uvloop's loop.time() counts whole milliseconds
 
 
-class BatchShapeError(Exception):
-    """The model returned a different number of rows than it was given."""
-
-
 class Batcher:
-    def __init__(
-        self,
-        metrics: Metrics,
-        max_rows: int,
-        max_wait_s: float,
-        max_queue: int,
-        max_queue_rows: int,
-        threads: int,
-    ) -> None:
+    def __init__(self, metrics: Metrics, config: ServeConfig) -> None:
         self.metrics = metrics
-        self.max_rows = max_rows
-        self.max_wait_s = max_wait_s
-        self.max_queue = max_queue
-        self.max_queue_rows = max_queue_rows
+        self.max_rows = config.max_batch_rows
+        self.max_wait_s = config.max_batch_wait_ms / 1000
+        self.max_queue = config.max_queue_depth
+        self.max_queue_rows = config.max_queue_rows
         self.admitted = 0  # prediction requests in the server, from arrival to answer
         self.rows_in_flight = 0  # rows of those, once decoded
         self.arriving = 0  # requests admitted and still being read or decoded
         self._queue: deque[Job] = deque()
         self._wakeup = asyncio.Event()
-        self._slots = asyncio.Semaphore(threads)
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="predict")
+        self._slots = asyncio.Semaphore(config.predict_threads)
+        self._executor = ThreadPoolExecutor(config.predict_threads, thread_name_prefix="predict")
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = 0  # batches being predicted
 
@@ -131,11 +120,10 @@ class Batcher:
     async def _linger(self) -> None:
         """Let requests being decoded right now join the batch (bounded by max_batch_wait_ms)."""
         until = time.perf_counter() + self.max_wait_s
-        while self.arriving and time.perf_counter() < until and self._queued_rows() < self.max_rows:
+        while self.arriving and time.perf_counter() < until:
+            if sum(job.table.n_rows for job in self._queue) >= self.max_rows:
+                return
             await asyncio.sleep(0)
-
-    def _queued_rows(self) -> int:
-        return sum(job.table.n_rows for job in self._queue)
 
     def _take(self) -> list[Job]:
         taken: list[Job] = []
@@ -173,8 +161,9 @@ class Batcher:
         try:
             parts = await self._call(batch)
         except Exception:
-            if len(batch) == 1:
-                _fail(batch[0], _prediction_failed(batch[0]))
+            if len(batch) == 1:  # the model's own error goes to the log; the answer gets neither
+                log.exception("prediction failed for %s", batch[0].model.ref.uri)
+                _fail(batch[0], PredictionFailed("the model failed to predict these rows"))
             return False
         self.metrics.observe_predict(batch[0].model, time.perf_counter() - started, parts)
         for job, part in zip(batch, parts, strict=True):
@@ -213,7 +202,8 @@ def _predict_batch(batch: list[Job]) -> list[Prediction]:
     sizes = [job.table.n_rows for job in batch]
     values, probabilities = prediction.values, prediction.probabilities
     if not hasattr(values, "__len__") or len(values) != sum(sizes):
-        raise BatchShapeError(f"model did not return one prediction per row ({sum(sizes)})")
+        # Retried request by request, as any failing batch is.
+        raise ValueError(f"model did not return one prediction per row ({sum(sizes)})")
     parts = []
     start = 0
     for size in sizes:
@@ -222,13 +212,6 @@ def _predict_batch(batch: list[Job]) -> list[Prediction]:
         parts.append(Prediction(values[start:end], rows))
         start = end
     return parts
-
-
-def _prediction_failed(job: Job) -> PredictionFailed:
-    """Called in an `except` block: the model's own error is logged with its trace; the answer
-    gets neither."""
-    log.exception("prediction failed for %s", job.model.ref.uri)
-    return PredictionFailed("the model failed to predict these rows")
 
 
 def _fail(job: Job, error: Exception) -> None:

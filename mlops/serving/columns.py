@@ -30,7 +30,6 @@ from sklearn.pipeline import Pipeline
 
 from mlops.serving.schema import InputSchema
 
-_NUMERIC_KINDS = ("number", "integer")
 _FEATURE_NAMES_WARNING = "X does not have valid feature names, but .* was fitted with feature names"
 
 
@@ -99,27 +98,22 @@ def columns_path(
         return None
     if getattr(transformer, "sparse_output_", True):
         return None
-    index = {name: i for i, name in enumerate(schema.names)}
-    kinds = {column.name: column.kind for column in schema.columns}
     parts = []
     for name, fitted, columns in transformer.transformers_:
         if isinstance(fitted, str) and fitted == "drop":
             continue
-        if name == "remainder" or not _named(columns, index) or isinstance(fitted, str):
+        named = isinstance(columns, list) and all(c in schema.index for c in columns)
+        if name == "remainder" or not named or isinstance(fitted, str):
             return None  # a kept remainder or "passthrough": not the layout we handle
         if len(columns) == 0:  # the ColumnTransformer skips an empty selection too
             continue
-        part_kinds = {kinds[c] for c in columns}
-        numeric = part_kinds <= set(_NUMERIC_KINDS)
-        if not numeric and part_kinds != {"string"}:
+        indices = np.array([schema.index[c] for c in columns], dtype=np.intp)
+        kinds = {schema.columns[i].kind for i in indices}
+        numeric = kinds <= {"number", "integer"}
+        if not numeric and kinds != {"string"}:
             return None
-        indices = np.array([index[c] for c in columns], dtype=np.intp)
         parts.append(_Part(fitted_steps([fitted]), indices, numeric))
     if not parts:
         return None
     warnings.filterwarnings("ignore", _FEATURE_NAMES_WARNING, UserWarning)
     return ColumnsPath(parts, after)
-
-
-def _named(columns: Any, index: dict[str, int]) -> bool:
-    return isinstance(columns, list) and all(isinstance(c, str) and c in index for c in columns)

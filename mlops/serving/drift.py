@@ -5,10 +5,9 @@ predictions on the validation split (mlops/profile.py). `reference` turns them i
 numeric column its bins plus "missing", per categorical column its categories plus "other" (unseen
 in training) plus "missing", and the prediction's classes plus "other" or its bins. Each predicted
 row becomes one bucket index per column, kept in a ring of the last `serve.drift_window_rows` rows
-with running counts per bucket, so the window slides by subtracting the rows it drops. Gauges:
-`mlops_feature_drift_psi{column}`, `mlops_feature_missing_ratio{column}`,
-`mlops_prediction_drift_psi` and `mlops_drift_window_rows`, set at most once a second and on every
-scrape. A model without bins (logged before them, or not by our pipeline) exports none.
+with running counts per bucket, so the window slides by subtracting the rows it drops. The gauges
+(`_gauges`) are set at most once a second and on every scrape; a model without bins (logged before
+them, or not by our pipeline) exports none.
 
 The batcher hands each predicted batch over on the event loop's next turn, after the answers are
 written, so the work (tens of microseconds a batch) is off the requests' path.
@@ -19,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,31 +35,6 @@ if TYPE_CHECKING:
 # bucket training never saw adds nothing, while 5 % of the window there adds about 0.3.
 EPSILON = 1e-4
 PUBLISH_INTERVAL_S = 1.0  # gauges lag the window by at most this much between scrapes
-# Name, help, labels and how /metrics merges workers' values: the largest PSI and missing ratio
-# of any worker, the sum of their windows.
-_GAUGES: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
-    (
-        "mlops_feature_drift_psi",
-        "PSI of each column's values in the drift window against the training split.",
-        ("column",),
-        "livemax",
-    ),
-    (
-        "mlops_feature_missing_ratio",
-        "Share of the drift window's rows missing each column.",
-        ("column",),
-        "livemax",
-    ),
-    ("mlops_drift_window_rows", "Rows in the drift window.", (), "livesum"),
-    (
-        "mlops_prediction_drift_psi",
-        "PSI of the drift window's predictions against the validation split's.",
-        (),
-        "livemax",
-    ),
-)
-_NUMERIC_KINDS = ("number", "integer")
-_CATEGORICAL_KINDS = ("string", "boolean")
 
 
 def psi(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -119,14 +94,6 @@ class Reference:
     starts: np.ndarray  # first bucket of each column
     missing: np.ndarray  # the missing bucket of each column
 
-    @property
-    def size(self) -> int:
-        return int(self.expected.size)
-
-    @property
-    def width(self) -> int:
-        return len(self.names) + (self.prediction is not None)
-
     def buckets(self, data: np.ndarray, predictions: np.ndarray) -> np.ndarray:
         """(rows, width) bucket indices of a batch's rows, then of their predictions when the
         prediction is profiled (`predictions` is ignored otherwise)."""
@@ -138,11 +105,6 @@ class Reference:
             parts.append(self.prediction.buckets(predictions.tolist())[:, None])
         return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
-    def psi(self, counts: np.ndarray, rows: int) -> np.ndarray:
-        """PSI of each column (features, then the prediction) of `rows` rows' bucket counts."""
-        by_column: np.ndarray = np.add.reduceat(_terms(counts / rows, self.expected), self.starts)
-        return by_column
-
 
 def reference(schema: InputSchema, metadata: Mapping[str, Any] | None) -> Reference | None:
     """The drift reference of a model's metadata; None when it has no bins."""
@@ -152,38 +114,35 @@ def reference(schema: InputSchema, metadata: Mapping[str, Any] | None) -> Refere
     categorical: list[tuple[str, int, dict[str, Any]]] = []
     for position, column in enumerate(schema.columns):
         found = described.get(column.name) or {}
-        if column.kind in _NUMERIC_KINDS and "bins" in found:
-            numeric.append((column.name, position, found))
-        elif column.kind in _CATEGORICAL_KINDS and "shares" in found:
+        if column.kind in ("number", "integer") and "bins" in found:
+            numeric.append((column.name, position, {**found, **found["bins"]}))
+        elif column.kind in ("string", "boolean") and "shares" in found:
             categorical.append((column.name, position, found))
     if not numeric and not categorical:
         return None
     layout = _Layout()
-    numbers = layout.numeric([p for _, p, _ in numeric], [_with_missing(f) for _, _, f in numeric])
+    numbers = layout.numeric([p for _, p, _ in numeric], [f for _, _, f in numeric])
     labels = tuple(layout.categorical(p, f) for _, p, f in categorical)
+    prediction = layout.prediction((metadata or {}).get("prediction_profile"))
+    starts = np.array(layout.starts, dtype=np.int64)
     return Reference(
         names=tuple(name for name, _, _ in numeric + categorical),
         numeric=numbers,
         categorical=labels,
-        prediction=layout.prediction((metadata or {}).get("prediction_profile")),
+        prediction=prediction,
         expected=np.array(layout.shares, dtype=np.float64),
-        starts=np.array(layout.starts, dtype=np.int64),
-        missing=np.array(layout.missing, dtype=np.int64),
+        starts=starts,
+        missing=np.append(starts[1:], len(layout.shares)) - 1,  # each column's last bucket
     )
-
-
-def _with_missing(found: dict[str, Any]) -> dict[str, Any]:
-    return {**found["bins"], "missing_fraction": found.get("missing_fraction", 0.0)}
 
 
 class _Layout:
     """Lays the buckets out column after column (values, then "other" for categories, then
-    "missing"), collecting each bucket's expected share."""
+    "missing"), collecting each bucket's expected share and each column's first bucket."""
 
     def __init__(self) -> None:
         self.shares: list[float] = []
         self.starts: list[int] = []
-        self.missing: list[int] = []
 
     def numeric(self, positions: list[int], bins: list[dict[str, Any]]) -> _Numeric | None:
         """`bins`: edges, shares and missing_fraction of each column."""
@@ -192,35 +151,31 @@ class _Layout:
         edges = np.full((len(bins), max(1, *(len(b["edges"]) for b in bins))), np.inf)
         for i, found in enumerate(bins):
             edges[i, : len(found["edges"])] = found["edges"]
-            self._add(found["shares"], [], found.get("missing_fraction", 0.0))
         return _Numeric(
             positions=np.array(positions, dtype=np.int64),
             edges=edges,
             missing=np.array([len(b["shares"]) for b in bins], dtype=np.int64),
-            starts=np.array(self.starts[-len(bins) :], dtype=np.int64),
+            starts=np.array([self._add(b["shares"], b) for b in bins], dtype=np.int64),
         )
 
     def categorical(self, position: int, found: dict[str, Any]) -> _Categorical:
         shares: dict[str, float] = found["shares"]
-        start = self._add(list(shares.values()), [0.0], found.get("missing_fraction", 0.0))
+        start = self._add([*shares.values(), 0.0], found)
         lookup = {str(label): start + i for i, label in enumerate(shares)}
-        return _Categorical(position, lookup, start + len(shares), self.missing[-1])
+        return _Categorical(position, lookup, start + len(shares), start + len(shares) + 1)
 
     def prediction(self, found: Any) -> _Numeric | _Categorical | None:
-        if not isinstance(found, dict):
-            return None
-        if isinstance(found.get("shares"), dict):
+        if isinstance(found, dict) and isinstance(found.get("shares"), dict):
             return self.categorical(0, found)
-        if "edges" in found and "shares" in found:
+        if isinstance(found, dict) and "edges" in found and "shares" in found:
             return self.numeric([0], [found])
         return None
 
-    def _add(self, shares: list[float], other: list[float], missing: float) -> int:
-        start = len(self.shares)
-        self.starts.append(start)
-        self.shares.extend(float(s) for s in [*shares, *other, missing])
-        self.missing.append(len(self.shares) - 1)
-        return start
+    def _add(self, shares: list[float], found: dict[str, Any]) -> int:
+        """A column's buckets, `shares` then missing; returns the first."""
+        self.starts.append(len(self.shares))
+        self.shares.extend(float(s) for s in [*shares, found.get("missing_fraction", 0.0)])
+        return self.starts[-1]
 
 
 class Window:
@@ -231,8 +186,10 @@ class Window:
         self.reference = reference
         self.rows = rows
         self.filled = 0
-        self._ring = np.full((rows, reference.width), reference.size, dtype=np.int32)
-        self._counts = np.zeros(reference.size + 1, dtype=np.int64)
+        size = reference.expected.size
+        width = len(reference.names) + (reference.prediction is not None)
+        self._ring = np.full((rows, width), size, dtype=np.int32)
+        self._counts = np.zeros(size + 1, dtype=np.int64)
         self._head = 0
 
     def add(self, buckets: np.ndarray) -> None:
@@ -251,10 +208,13 @@ class Window:
 
     @property
     def counts(self) -> np.ndarray:
-        return self._counts[: self.reference.size]
+        return self._counts[: self.reference.expected.size]
 
     def psi(self) -> np.ndarray:
-        return self.reference.psi(self.counts, max(1, self.filled))
+        """PSI of each column (features, then the prediction)."""
+        terms = _terms(self.counts / max(1, self.filled), self.reference.expected)
+        by_column: np.ndarray = np.add.reduceat(terms, self.reference.starts)
+        return by_column
 
     def missing_ratio(self) -> np.ndarray:
         features = self.reference.missing[: len(self.reference.names)]
@@ -272,21 +232,18 @@ class DriftMonitor:
         self.registry = registry
         self.window_rows = window_rows
         self.window: Window | None = None
-        self._model: object | None = None
         self._gauges: list[Gauge] = []
         self._pending: asyncio.TimerHandle | None = None
         self._stale = False
 
     def reset(self, model: ServedModel) -> None:
         """A new model is serving: an empty window over its buckets, or none without bins."""
-        self._model = model
         for gauge in self._gauges:
             self.registry.unregister(gauge)
-        self._gauges = []
-        found = model.drift if self.window_rows > 0 else None
-        self.window = Window(found, self.window_rows) if found is not None else None
-        if self.window is not None:
-            self._gauges = _gauges(self.registry, self.window.reference)
+        self._gauges, self.window = [], None
+        if model.drift is not None and self.window_rows > 0:
+            self.window = Window(model.drift, self.window_rows)
+            self._gauges = _gauges(self.registry, model.drift)
             self._stale = True
             self.publish()
 
@@ -296,7 +253,7 @@ class DriftMonitor:
         """Add a predicted batch to the window (one job's rows per table, its answer per part);
         batches of a replaced model are dropped."""
         window = self.window
-        if window is None or model is not self._model:
+        if window is None or model.drift is not window.reference:  # a replaced model's batch
             return
         data = tables[0].data if len(tables) == 1 else np.concatenate([t.data for t in tables])
         predictions = np.concatenate([part.values for part in parts], axis=None)
@@ -319,20 +276,33 @@ class DriftMonitor:
         rows_gauge.set(window.filled)
         if not window.filled:
             return
-        names, by_column = window.reference.names, window.psi().tolist()
-        for name, value, ratio in zip(
-            names, by_column, window.missing_ratio().tolist(), strict=False
-        ):
+        names, by_column, ratios = window.reference.names, window.psi(), window.missing_ratio()
+        for name, value, ratio in zip(names, by_column.tolist(), ratios.tolist(), strict=False):
             psi_gauge.labels(name).set(value)
             missing_gauge.labels(name).set(ratio)
         if prediction:  # the last column
-            prediction[0].set(by_column[-1])
+            prediction[0].set(float(by_column[-1]))
 
 
 def _gauges(registry: CollectorRegistry, reference: Reference) -> list[Gauge]:
-    """Feature PSI, missing ratio, window rows and, when the predictions are profiled, their PSI."""
-    specs = _GAUGES if reference.prediction is not None else _GAUGES[:3]
-    return [
-        Gauge(name, doc, labels, multiprocess_mode=mode, registry=registry)
-        for name, doc, labels, mode in specs
+    """Feature PSI, missing ratio, window rows and, when the predictions are profiled, their PSI.
+    With several workers, /metrics shows the largest PSI and missing ratio of any worker and the
+    sum of their windows."""
+    gauge = partial(Gauge, registry=registry, multiprocess_mode="livemax")
+    gauges = [
+        gauge(
+            "mlops_feature_drift_psi",
+            "PSI of each column's values in the drift window against the training split.",
+            ["column"],
+        ),
+        gauge(
+            "mlops_feature_missing_ratio",
+            "Share of the drift window's rows missing each column.",
+            ["column"],
+        ),
+        gauge("mlops_drift_window_rows", "Rows in the drift window.", multiprocess_mode="livesum"),
     ]
+    if reference.prediction is not None:
+        psi_doc = "PSI of the drift window's predictions against the validation split's."
+        gauges.append(gauge("mlops_prediction_drift_psi", psi_doc))
+    return gauges

@@ -72,12 +72,9 @@ class PredictionFailed(RequestError):
 
 
 class ModelLoadError(MLOpsError):
-    """A model cannot be resolved, loaded or warmed up; the message names the model URI."""
+    """A model cannot be resolved, loaded, served (no column signature) or warmed up; the message
+    names the model URI."""
 
 
 class RegistryUnavailable(ModelLoadError):
     """The model URI cannot be resolved: the registry is down, or the alias or version is gone."""
-
-
-class UnservableModel(ModelLoadError):
-    """The model loads but cannot be served (no signature, unsupported input schema)."""

@@ -21,7 +21,7 @@ from mlops.config import ServeConfig
 from mlops.serving.errors import ModelLoadError, NotReady, RegistryUnavailable
 from mlops.serving.metrics import Metrics
 from mlops.serving.model import ServedModel, load_model, one_line
-from mlops.serving.source import ModelSource, resolve
+from mlops.serving.settings import ModelSource, resolve
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +108,6 @@ class RateLimitedLog:
         self.failures, self.last_warning = 0, -math.inf
 
 
-def freeze_heap() -> None:
-    """Move every object alive now (libraries, the model) out of the garbage collector's reach,
-    or each full collection walks hundreds of MB of heap and stalls every request behind it.
-    Unfreezing first lets a replaced model's cycles be collected, once per load."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-
-
 class ModelManager:
     def __init__(
         self, source: ModelSource, config: ServeConfig, metrics: Metrics, marks: WorkerMarks
@@ -192,10 +183,9 @@ class ModelManager:
     async def reload(self, forced: bool) -> ReloadOutcome:
         """Load the version the alias names now if it differs from the live one."""
         async with self._lock:
-            current = self.current
-            serving = current.ref.version if current else ""
-            if current is None:
+            if self.current is None:
                 return ReloadOutcome(False, "", error=f"model {self.source.uri} is not loaded yet")
+            serving = self.current.ref.version
             try:
                 ref = await asyncio.to_thread(resolve, self.source)
             except Exception as err:  # registry down or alias deleted: keep serving, say so
@@ -226,7 +216,12 @@ class ModelManager:
 
     def _install(self, model: ServedModel, kind: str) -> None:
         previous, self.current = self.current, model
-        freeze_heap()
+        # Every object alive now (libraries, the model) out of the garbage collector's reach, or
+        # each full collection walks hundreds of MB of heap and stalls every request behind it.
+        # Unfreezing first lets a replaced model's cycles be collected, once per load.
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
         self._failed_version = ""
         self._loaded.set()
         self.metrics.model_loaded(model, previous, kind)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -34,17 +33,12 @@ if TYPE_CHECKING:
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384)
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 _BINCOUNT_MAX = 1024  # integer labels below this are counted with np.bincount
-
-
-def multiprocess_mode() -> bool:
-    return "PROMETHEUS_MULTIPROC_DIR" in os.environ
 
 
 class Metrics:
     def __init__(self, prediction_buckets: Sequence[float], drift_window_rows: int = 0) -> None:
-        self.multiprocess = multiprocess_mode()
+        self.multiprocess = "PROMETHEUS_MULTIPROC_DIR" in os.environ
         self.registry = registry = CollectorRegistry()
         if not self.multiprocess:  # per-process collectors cannot be merged across workers
             ProcessCollector(registry=registry)

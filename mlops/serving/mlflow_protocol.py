@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import pandas as pd
 from mlflow.version import VERSION as MLFLOW_VERSION
 from starlette.requests import Request
@@ -27,9 +24,11 @@ from starlette.routing import Route
 from mlops.serving.errors import InputError, UnsupportedMediaType
 from mlops.serving.http import (
     JSON_TYPE,
+    Decoded,
     dumps,
     json_response,
     jsonable,
+    parse_json,
     predict_request,
     services,
     version_headers,
@@ -39,15 +38,14 @@ from mlops.serving.schema import Column, InputSchema
 from mlops.serving.validate import (
     Table,
     check_row_count,
-    columns_from_records,
     columns_from_rows,
     may_hold_booleans,
     table_from_columns,
     table_from_frame,
+    table_from_records,
     table_from_rows,
 )
 
-JSON = "application/json"
 CSV = "text/csv"
 PARQUET = "application/vnd.apache.parquet"
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -62,18 +60,11 @@ _ERROR_CODES = {
     503: "TEMPORARILY_UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
-_TRUE = {"true", "1"}
-_FALSE = {"false", "0"}
-
-
-@dataclass(frozen=True)
-class Invocation:
-    table: Table
-    options: Options
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
 def media_type(content_type: str | None) -> str:
-    """`application/json` or `text/csv` from a Content-Type header; 415 for anything else."""
+    """JSON, CSV or Parquet from a Content-Type header; 415 for anything else."""
     if not content_type:
         raise UnsupportedMediaType("Content-Type is missing: send application/json or text/csv")
     mime, *parameters = (part.strip() for part in content_type.split(";"))
@@ -82,16 +73,16 @@ def media_type(content_type: str | None) -> str:
         if key.strip().lower() == "charset" and value.strip('" ').lower() not in ("utf-8", "utf8"):
             raise UnsupportedMediaType("only the UTF-8 charset is supported")
     mime = mime.lower()
-    if mime not in (JSON, CSV, PARQUET):
-        raise UnsupportedMediaType(f"Content-Type must be {JSON}, {CSV} or {PARQUET}")
+    if mime not in (JSON_TYPE, CSV, PARQUET):
+        raise UnsupportedMediaType(f"Content-Type must be {JSON_TYPE}, {CSV} or {PARQUET}")
     return mime
 
 
-def decode(body: bytes, mime: str, schema: InputSchema, max_rows: int) -> Invocation:
+def decode(body: bytes, mime: str, schema: InputSchema, max_rows: int) -> Decoded:
     if mime == CSV:
-        return Invocation(decode_csv(body, schema, max_rows), Options())
+        return Decoded(decode_csv(body, schema, max_rows), Options())
     if mime == PARQUET:
-        return Invocation(decode_parquet(body, schema, max_rows), Options())
+        return Decoded(decode_parquet(body, schema, max_rows), Options())
     payload = parse_json(body)
     if not isinstance(payload, dict):
         raise InputError(f"request body must be a JSON object with one of {FORMATS}", "bad_format")
@@ -100,30 +91,7 @@ def decode(body: bytes, mime: str, schema: InputSchema, max_rows: int) -> Invoca
         raise InputError(f"request body must have exactly one of {FORMATS}", "bad_format")
     plain = not may_hold_booleans(body)
     table = _DECODERS[keys[0]](payload[keys[0]], schema, max_rows, plain)
-    return Invocation(table, parse_params(payload.get("params")))
-
-
-def parse_json(body: bytes) -> Any:
-    """orjson first, several times faster than json; what it refuses goes through json, which
-    accepts NaN and Infinity (as MLflow's server does: validation then names the column) and
-    says where a real syntax error is."""
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(body)
-    except UnicodeDecodeError:
-        raise InputError("request body is not valid UTF-8", "invalid_json") from None
-    except json.JSONDecodeError as err:
-        where = f"line {err.lineno} column {err.colno}"
-        raise InputError(
-            f"request body is not valid JSON: {err.msg} at {where}", "invalid_json"
-        ) from None
-    except (ValueError, RecursionError):
-        raise InputError(
-            "request body is not valid JSON (number or nesting too large)", "invalid_json"
-        ) from None
+    return Decoded(table, parse_params(payload.get("params")))
 
 
 def parse_params(params: Any) -> Options:
@@ -157,7 +125,7 @@ def _records(value: Any, schema: InputSchema, max_rows: int, plain: bool) -> Tab
             "dataframe_records must be a list of {column: value} objects", "bad_format"
         )
     check_row_count(len(value), max_rows)
-    return table_from_columns(schema, columns_from_records(schema, value), len(value))
+    return table_from_records(schema, value)
 
 
 def _instances(value: Any, schema: InputSchema, max_rows: int, plain: bool) -> Table:
@@ -170,7 +138,7 @@ def _instances(value: Any, schema: InputSchema, max_rows: int, plain: bool) -> T
         )
     check_row_count(len(value), max_rows)
     if isinstance(value[0], dict):
-        return table_from_columns(schema, columns_from_records(schema, value), len(value))
+        return table_from_records(schema, value)
     if isinstance(value[0], list):
         return table_from_rows(schema, schema.names, value, plain)
     if len(schema.columns) == 1:
@@ -227,20 +195,14 @@ def _csv_values(column: Column, texts: Any) -> list[Any]:
 
 
 def _csv_value(column: Column, text: str, row: int) -> Any:
-    kind = column.kind
-    if kind == "boolean" and text.strip().lower() in _TRUE | _FALSE:
-        return text.strip().lower() in _TRUE
-    if kind in ("number", "integer"):
-        try:
+    try:
+        if column.kind in ("number", "integer"):
             return float(text)
-        except ValueError:
-            pass
-    elif kind != "boolean":
-        return text
-    expected = "true or false" if kind == "boolean" else "a number"
-    raise InputError(
-        f"column {column.name!r}, row {row}: cannot parse as {expected}", "unparseable"
-    )
+        return _BOOLEANS[text.strip().lower()] if column.kind == "boolean" else text
+    except (ValueError, KeyError):
+        expected = "true or false" if column.kind == "boolean" else "a number"
+        message = f"column {column.name!r}, row {row}: cannot parse as {expected}"
+        raise InputError(message, "unparseable") from None
 
 
 def encode(prediction: Prediction, classes: tuple[Any, ...], version: str) -> bytes:

@@ -32,8 +32,8 @@ from mlops.serving.columns import columns_path, fitted_steps
 from mlops.serving.drift import Reference, reference
 from mlops.serving.errors import InputError, ModelLoadError, RegistryUnavailable
 from mlops.serving.forest import forest_path
-from mlops.serving.schema import InputSchema, OutputSpec, data_profile, input_schema, output_spec
-from mlops.serving.source import ModelRef, ModelSource, resolve
+from mlops.serving.schema import InputSchema, data_profile, input_schema, output_datatype
+from mlops.serving.settings import ModelRef, ModelSource, resolve
 from mlops.serving.validate import Table, table_from_columns, table_from_frame, to_frame
 
 log = logging.getLogger(__name__)
@@ -58,18 +58,13 @@ class EstimatorPredictor:
     the request matrix as a DataFrame, or as features (`ColumnsPath`, columns.py)."""
 
     def __init__(
-        self,
-        estimator: Any,
-        inputs: Callable[[np.ndarray], Any],
-        method: str = "predict",
-        classes: Sequence[Any] = (),
-    ):
+        self, estimator: Any, inputs: Callable[[np.ndarray], Any], method: str = "predict"
+    ) -> None:
         self.estimator = estimator
         self.inputs = inputs
         self.method = getattr(estimator, method)
         self.proba = getattr(estimator, "predict_proba", None)
-        found = getattr(estimator, "classes_", None)
-        self.classes = tuple(np.asarray(found).tolist()) if found is not None else tuple(classes)
+        self.classes = tuple(np.asarray(getattr(estimator, "classes_", ())).tolist())
 
     def predict(self, data: np.ndarray, options: Options) -> Prediction:
         # Rows were checked already; sklearn's own finiteness and parameter checks are skipped.
@@ -80,20 +75,9 @@ class EstimatorPredictor:
         return Prediction(values, probabilities)
 
 
-class _PythonModelEstimator:
-    """A pyfunc python model with `predict_proba` (our PyTorch MLP) seen as an estimator: labels
-    or values from the pyfunc model's own predict, probabilities from the python model."""
-
-    def __init__(self, pyfunc_model: Any, python_model: Any) -> None:
-        self.pyfunc_model = pyfunc_model
-        self.predict_proba = python_model.predict_proba
-
-    def predict(self, frame: pd.DataFrame) -> Any:
-        return self.pyfunc_model.predict(frame)
-
-
 class PyfuncPredictor:
     classes: tuple[Any, ...] = ()
+    proba = None
 
     def __init__(self, model: Any, schema: InputSchema) -> None:
         self.model = model
@@ -101,43 +85,33 @@ class PyfuncPredictor:
 
     def predict(self, data: np.ndarray, options: Options) -> Prediction:
         frame = to_frame(self.schema, data, exact_types=True)
-        return Prediction(
-            _row_values(self.model.predict(frame, params=dict(options.params) or None))
-        )
+        output = self.model.predict(frame, params=dict(options.params) or None)
+        if isinstance(output, pd.DataFrame):
+            if output.shape[1] != 1:
+                return Prediction(output.to_dict(orient="records"))
+            output = output.iloc[:, 0]
+        return Prediction(output.to_numpy() if isinstance(output, pd.Series) else output)
 
 
 Predictor = EstimatorPredictor | PyfuncPredictor
-
-
-def _row_values(output: Any) -> Any:
-    if isinstance(output, pd.DataFrame):
-        if output.shape[1] == 1:
-            return output.iloc[:, 0].to_numpy()
-        return output.to_dict(orient="records")
-    if isinstance(output, pd.Series):
-        return output.to_numpy()
-    return output
 
 
 @dataclass(frozen=True)
 class ServedModel:
     ref: ModelRef
     schema: InputSchema
-    output: OutputSpec
     predictor: Predictor
     fast_path: bool
+    classes: tuple[Any, ...] = ()  # class labels, for classifiers
+    datatype: str = "FP64"  # Open Inference Protocol datatype of the predictions
     task: str = ""
     load_seconds: float = 0.0
     torch_threads: int | None = None  # set when the model imported torch: its intra-op threads
     drift: Reference | None = None  # training bins to watch drift against (drift.py), if any
 
     @property
-    def classes(self) -> tuple[Any, ...]:
-        return self.predictor.classes or self.output.classes
-
-    @property
     def supports_probabilities(self) -> bool:
-        return isinstance(self.predictor, EstimatorPredictor) and self.predictor.proba is not None
+        return self.predictor.proba is not None
 
     def check_options(self, options: Options) -> None:
         if options.probabilities and not self.supports_probabilities:
@@ -167,25 +141,25 @@ def load_model(source: ModelSource, warmup_rows: int, threads: int) -> ServedMod
         pyfunc_model = mlflow.pyfunc.load_model(ref.uri)
     except Exception as err:  # MLflow, the network, the file system, the model's own code
         raise ModelLoadError(f"cannot load model {source.uri}: {one_line(err)}") from err
-    # torch is imported by the model itself, never for a scikit-learn model.
-    torch_threads = threads if "torch" in sys.modules else None
-    profile = data_profile(pyfunc_model.metadata.metadata)
-    signature = pyfunc_model.metadata.signature
-    schema = input_schema(signature, profile, ref.uri)
-    predictor = _predictor(pyfunc_model, profile, schema)
+    metadata = pyfunc_model.metadata
+    profile = data_profile(metadata.metadata)
+    schema = input_schema(metadata.signature, profile, ref.uri)
+    predictor = _predictor(pyfunc_model, schema)
+    classes = predictor.classes or tuple(profile.get("classes", ()))
     model = ServedModel(
         ref=ref,
         schema=schema,
-        output=output_spec(signature, profile),
         predictor=predictor,
         fast_path=isinstance(predictor, EstimatorPredictor),
-        task=str((profile or {}).get("task", "")),
-        torch_threads=torch_threads,
-        drift=reference(schema, pyfunc_model.metadata.metadata),
+        classes=classes,
+        datatype=output_datatype(metadata.signature, profile),
+        task=str(profile.get("task", "")),
+        # torch is imported by the model itself, never for a scikit-learn model.
+        torch_threads=threads if "torch" in sys.modules else None,
+        drift=reference(schema, metadata.metadata),
     )
     warm_up(model, pyfunc_model.input_example, warmup_rows)
-    seconds = time.perf_counter() - started
-    return dataclasses.replace(model, load_seconds=seconds)
+    return dataclasses.replace(model, load_seconds=time.perf_counter() - started)
 
 
 def _use_torch_threads(threads: int) -> None:
@@ -209,57 +183,45 @@ def _import_skops_without_torch() -> None:
         del sys.modules["torch"]
 
 
-def _predictor(pyfunc_model: Any, profile: dict[str, Any] | None, schema: InputSchema) -> Predictor:
-    """The model's own predict on DataFrames; for ours, the features path when it agrees."""
+def _predictor(pyfunc_model: Any, schema: InputSchema) -> Predictor:
+    """Our models (a scikit-learn model, or the TorchMLP inside our pyfunc wrapper): their own
+    predict on DataFrames, or the features path when it agrees; any other model: pyfunc."""
     flavors = pyfunc_model.metadata.flavors
-    frames = functools.partial(to_frame, schema, exact_types=False)
     if "sklearn" in flavors:
+        estimator = pyfunc_model.get_raw_model()
         method = flavors.get("python_function", {}).get("predict_fn", "predict")
-        raw = pyfunc_model.get_raw_model()
-        general = EstimatorPredictor(raw, frames, method)
-        features = _sklearn_features(raw, schema, method)
-        return _fastest(general, features, schema, pyfunc_model.input_example)
-    python_model = _python_model(pyfunc_model)
-    if profile is not None and callable(getattr(python_model, "predict_proba", None)):
-        classes = profile.get("classes", ())
-        estimator = _PythonModelEstimator(pyfunc_model, python_model)
-        exact = functools.partial(to_frame, schema, exact_types=True)  # pyfunc enforces them
-        general = EstimatorPredictor(estimator, exact, classes=classes)
-        features = _torch_features(getattr(python_model, "model", None), schema, classes)
-        return _fastest(general, features, schema, pyfunc_model.input_example)
-    return PyfuncPredictor(pyfunc_model, schema)
+    else:
+        try:  # the TorchMLP inside our pyfunc wrapper
+            estimator = pyfunc_model.unwrap_python_model().model
+        except (MlflowException, AttributeError):  # another flavor or another python model
+            estimator = None
+        method = "predict"
+        if not callable(getattr(estimator, "on_features", None)):
+            return PyfuncPredictor(pyfunc_model, schema)
+    general = EstimatorPredictor(
+        estimator, functools.partial(to_frame, schema, exact_types=False), method
+    )
+    return _fastest(
+        general, _features_path(estimator, schema, method), schema, pyfunc_model.input_example
+    )
 
 
-def _python_model(pyfunc_model: Any) -> Any:
-    """The PythonModel inside a pyfunc model, or None for another flavor."""
-    try:
-        return pyfunc_model.unwrap_python_model()
-    except MlflowException:
+def _features_path(estimator: Any, schema: InputSchema, method: str) -> EstimatorPredictor | None:
+    """A ColumnTransformer's fitted transformers on the request matrix (columns.py), then the
+    fitted steps after it, then the final estimator (a forest through its trees, forest.py):
+    for a Pipeline(ColumnTransformer, ...) and for our TorchMLP (preprocessor, network)."""
+    if isinstance(estimator, Pipeline) and len(estimator.steps) >= 2:
+        first = estimator.steps[0][1]
+        # The fitted steps after the ColumnTransformer, unrolled (columns.py says why).
+        *between, final = fitted_steps([step for _, step in estimator.steps[1:]]) or [None]
+    elif callable(getattr(estimator, "on_features", None)):
+        first, between, final = estimator.preprocessor, [], estimator.on_features()
+    else:
         return None
-
-
-def _sklearn_features(raw: Any, schema: InputSchema, method: str) -> EstimatorPredictor | None:
-    """Pipeline(ColumnTransformer, ...): the transformers on the request matrix, then the rest."""
-    if not isinstance(raw, Pipeline) or len(raw.steps) < 2:
-        return None
-    # The fitted steps after the ColumnTransformer, unrolled (columns.py says why).
-    *between, final = fitted_steps([step for _, step in raw.steps[1:]]) or [None]
-    path = columns_path(raw.steps[0][1], schema, after=tuple(between))
+    path = columns_path(first, schema, after=tuple(between))
     if path is None or not hasattr(final, method):
         return None
     return EstimatorPredictor(forest_path(final) or final, path.transform, method)
-
-
-def _torch_features(
-    model: Any, schema: InputSchema, classes: Sequence[Any]
-) -> EstimatorPredictor | None:
-    """Our TorchMLP: its preprocessor's transformers on the request matrix, then the network."""
-    if not callable(getattr(model, "on_features", None)):
-        return None
-    path = columns_path(model.preprocessor, schema)
-    return (
-        EstimatorPredictor(model.on_features(), path.transform, classes=classes) if path else None
-    )
 
 
 def _fastest(
@@ -275,7 +237,8 @@ def _fastest(
     try:
         data = np.concatenate([example_table(schema, example).data, _probe_table(schema).data])
         options = Options(probabilities=general.proba is not None)
-        if _same(features.predict(data, options), general.predict(data, options)):
+        ours, theirs = features.predict(data, options), general.predict(data, options)
+        if _close(ours.values, theirs.values) and _close(ours.probabilities, theirs.probabilities):
             return features
     except Exception as err:  # the general path stays; warm-up then judges the model itself
         log.warning("features path failed on the warm-up rows: %s", one_line(err))
@@ -292,11 +255,6 @@ def _probe_table(schema: InputSchema) -> Table:
     unseen = {c.name: "unseen" if c.kind == "string" else typical[c.name] for c in schema.columns}
     columns = {name: [typical[name], nulls[name], unseen[name]] for name in typical}
     return table_from_columns(schema, columns, 3)
-
-
-def _same(a: Prediction, b: Prediction) -> bool:
-    pairs = [(a.values, b.values), (a.probabilities, b.probabilities)]
-    return all(_close(x, y) for x, y in pairs)
 
 
 def _close(x: Any, y: Any) -> bool:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from mlops.serving.errors import UnservableModel
+from mlops.serving.errors import ModelLoadError
 
 ColumnKind = Literal["number", "integer", "string", "boolean", "other"]
 
@@ -41,7 +41,7 @@ V2_DATATYPES = {
     "datetime": "BYTES",
 }
 # numpy dtype kind + size -> Open Inference Protocol datatype, for outputs.
-_NUMPY_V2 = {"b": "BOOL", "f8": "FP64", "f4": "FP32", "f2": "FP16", "i8": "INT64", "i4": "INT32"}
+_NUMPY_V2 = {"b1": "BOOL", "f8": "FP64", "f4": "FP32", "f2": "FP16", "i8": "INT64", "i4": "INT32"}
 
 
 @dataclass(frozen=True)
@@ -98,65 +98,52 @@ class InputSchema:
         return np.array(low, dtype=np.float64), np.array(high, dtype=np.float64)
 
 
-@dataclass(frozen=True)
-class OutputSpec:
-    datatype: str  # Open Inference Protocol datatype of the predictions
-    classes: tuple[Any, ...] = ()  # class labels, for classifiers
-
-
 def input_schema(signature: Any, profile: dict[str, Any] | None, uri: str) -> InputSchema:
-    """The columns a model accepts; `UnservableModel` when it has no column-based signature."""
+    """The columns a model accepts; `ModelLoadError` when it has no column-based signature."""
     schema = getattr(signature, "inputs", None)
     if schema is None:
-        raise UnservableModel(f"model {uri} has no signature: log it with `signature=`")
+        raise ModelLoadError(f"model {uri} has no signature: log it with `signature=`")
     if schema.is_tensor_spec() or not schema.has_input_names():
-        raise UnservableModel(f"model {uri} has a tensor signature; only named columns are served")
+        raise ModelLoadError(f"model {uri} has a tensor signature; only named columns are served")
     described = (profile or {}).get("columns", {})
-    columns = tuple(_column(spec, described.get(spec.name)) for spec in schema.inputs)
-    return InputSchema(columns)
+    return InputSchema(tuple(_column(spec, described.get(spec.name, {})) for spec in schema.inputs))
 
 
-def _column(spec: Any, profile: dict[str, Any] | None) -> Column:
-    dtype = getattr(spec.type, "name", str(spec.type))
-    profile = profile or {}
+def _column(spec: Any, profile: dict[str, Any]) -> Column:
     categories = profile.get("categories")
+    low, high = profile.get("min"), profile.get("max")
     return Column(
         name=spec.name,
-        dtype=dtype,
+        dtype=getattr(spec.type, "name", str(spec.type)),
         required=bool(spec.required),
         nullable=not spec.required or float(profile.get("missing_fraction", 0.0)) > 0.0,
-        low=_optional_float(profile.get("min")),
-        high=_optional_float(profile.get("max")),
+        low=None if low is None else float(low),
+        high=None if high is None else float(high),
         categories=frozenset(str(c) for c in categories) if categories is not None else None,
     )
 
 
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def output_spec(signature: Any, profile: dict[str, Any] | None) -> OutputSpec:
-    classes = tuple((profile or {}).get("classes", ()))
+def output_datatype(signature: Any, profile: dict[str, Any]) -> str:
+    """The Open Inference Protocol datatype of a model's predictions."""
+    classes = profile.get("classes", ())
     if classes:
-        return OutputSpec(numpy_v2_datatype(np.asarray(classes).dtype), classes)
+        return numpy_v2_datatype(np.asarray(classes).dtype)
     outputs = getattr(signature, "outputs", None)
     if outputs is None or not outputs.inputs:
-        return OutputSpec("FP64")
+        return "FP64"
     spec = outputs.inputs[0]
     if outputs.is_tensor_spec():
-        return OutputSpec(numpy_v2_datatype(spec.type))
-    return OutputSpec(V2_DATATYPES.get(getattr(spec.type, "name", ""), "BYTES"))
+        return numpy_v2_datatype(spec.type)
+    return V2_DATATYPES.get(getattr(spec.type, "name", ""), "BYTES")
 
 
 def numpy_v2_datatype(dtype: np.dtype[Any]) -> str:
-    if dtype.kind == "b":
-        return "BOOL"
     return _NUMPY_V2.get(f"{dtype.kind}{dtype.itemsize}", "BYTES")
 
 
-def data_profile(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The `data_profile` our pipeline stores in MLmodel metadata, or None for other models."""
+def data_profile(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """The `data_profile` our pipeline stores in MLmodel metadata; empty for other models."""
     profile = (metadata or {}).get("data_profile")
     if profile is not None and not isinstance(profile, dict):
-        raise UnservableModel(f"metadata data_profile must be a mapping, got {type(profile)}")
-    return profile
+        raise ModelLoadError(f"metadata data_profile must be a mapping, got {type(profile)}")
+    return profile or {}

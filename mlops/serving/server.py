@@ -35,8 +35,6 @@ from mlops.serving.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
 
 def serve(settings: ServerSettings) -> int:
     """Serve until SIGTERM or SIGINT; return the exit code (0 after a graceful drain)."""
@@ -104,7 +102,7 @@ def log_config() -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": LOG_FORMAT}},
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
         "handlers": {
             "stderr": {
                 "class": "logging.StreamHandler",

@@ -4,19 +4,47 @@ Precedence: command-line flag, then environment (`HOST`, `PORT`, `MODEL_URI`), t
 file. Tokens only come from the environment: `MLOPS_API_TOKEN` (optional, protects predictions)
 and `MLOPS_ADMIN_TOKEN` (required by /admin/*; admin endpoints answer 403 without it).
 `ServerSettings` is picklable: worker processes receive it as it is.
+
+Which model: `models:/<name>@<alias>` is watched: the server asks the registry which version the
+alias names and loads that version by number (`models:/<name>/<version>`), so a move between
+asking and loading cannot mix two versions. `models:/<name>/<version>`, `runs:/...` and local
+paths are served as they are and never reloaded.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mlflow import MlflowClient
+
 from mlops.config import Config, ServeConfig
 from mlops.errors import ConfigError
-from mlops.serving.source import ModelSource, alias_uri, parse_source
 
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))$")
+_RUN_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/.+$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """The model URI an operator configured (never one taken from a request)."""
+
+    uri: str
+    name: str  # registered model name; the configured name for runs:/ URIs and paths
+    alias: str = ""  # set for models:/<name>@<alias>: the server follows the alias
+    version: str = ""  # set for models:/<name>/<version>
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One concrete model: the URI actually loaded and what it is."""
+
+    uri: str
+    name: str
+    version: str
+    alias: str = ""
+    run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -31,10 +59,6 @@ class ServerSettings:
     # With several workers: where each ready worker leaves a marker (see lifecycle.WorkerMarks).
     ready_dir: str = ""
 
-    @property
-    def loopback(self) -> bool:
-        return self.host in _LOOPBACK
-
 
 def server_settings(
     config: Config,
@@ -42,17 +66,10 @@ def server_settings(
     host: str | None = None,
     port: int | None = None,
     model_uri: str | None = None,
-    workers: int | None = None,
 ) -> ServerSettings:
     serve = config.serve
-    if workers is not None:
-        serve = dataclasses.replace(serve, workers=workers)
-    check_serve_config(serve)
-    uri = (
-        model_uri
-        or environ.get("MODEL_URI")
-        or alias_uri(config.registered_model, serve.model_alias)
-    )
+    alias_uri = f"models:/{config.registered_model}@{serve.model_alias}"
+    uri = model_uri or environ.get("MODEL_URI") or alias_uri
     return ServerSettings(
         source=parse_source(uri, config.registered_model),
         host=host or environ.get("HOST") or serve.host,
@@ -73,26 +90,25 @@ def _port(text: str | None, default: int) -> int:
         raise ConfigError(f"PORT must be an integer, got {text!r}") from None
 
 
-def check_serve_config(serve: ServeConfig) -> None:
-    """Values that would make the server misbehave are refused up front, naming the key."""
-    counts = ["workers", "predict_threads", "model_threads", "max_body_bytes", "max_rows"]
-    counts += ["max_batch_rows", "max_queue_depth", "max_queue_rows", "warmup_rows"]
-    counts += ["max_connections"]
-    for name in counts:
-        if getattr(serve, name) < 1:
-            raise ConfigError(f"serve.{name} must be at least 1, got {getattr(serve, name)!r}")
-    timings = ["request_timeout_s", "load_retry_initial_s", "load_retry_max_s", "keep_alive_s"]
-    timings += ["header_timeout_s"]
-    for name in timings:
-        if getattr(serve, name) <= 0:
-            raise ConfigError(f"serve.{name} must be positive, got {getattr(serve, name)!r}")
-    never_negative = ("max_batch_wait_ms", "reload_interval_s", "drain_timeout_s", "drain_s")
-    for name in (*never_negative, "drift_window_rows"):
-        if getattr(serve, name) < 0:
-            raise ConfigError(f"serve.{name} must not be negative, got {getattr(serve, name)!r}")
-    if not 0 < serve.port < 65536:
-        raise ConfigError(f"serve.port must be in 1..65535, got {serve.port!r}")
-    if not 0 <= serve.probe_port < 65536:
-        raise ConfigError(f"serve.probe_port must be in 0..65535, got {serve.probe_port!r}")
-    if list(serve.prediction_buckets) != sorted(serve.prediction_buckets):
-        raise ConfigError("serve.prediction_buckets must be in increasing order")
+def parse_source(uri: str, default_name: str) -> ModelSource:
+    if not uri:
+        raise ConfigError("model URI is empty: set MODEL_URI or --model-uri")
+    match = _REGISTRY_URI.match(uri)
+    if match is None:
+        return ModelSource(uri, default_name)
+    return ModelSource(uri, match["name"], match["alias"] or "", match["version"] or "")
+
+
+def resolve(source: ModelSource) -> ModelRef:
+    """Ask the registry what `source` means now (blocking network or database I/O)."""
+    client = MlflowClient()
+    if source.alias:
+        found = client.get_model_version_by_alias(source.name, source.alias)
+    elif source.version:
+        found = client.get_model_version(source.name, source.version)
+    else:
+        run = _RUN_URI.match(source.uri)
+        run_id = run["run_id"] if run else ""
+        return ModelRef(source.uri, source.name, run_id or "local", run_id=run_id)
+    pinned = f"models:/{source.name}/{found.version}"
+    return ModelRef(pinned, source.name, str(found.version), source.alias, found.run_id or "")

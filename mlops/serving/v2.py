@@ -22,16 +22,17 @@ from starlette.routing import Route
 
 from mlops.serving.errors import InputError, NotFound
 from mlops.serving.http import (
+    Decoded,
     check_token,
     dumps,
     json_response,
     jsonable,
+    parse_json,
     predict_request,
     services,
     version_headers,
 )
-from mlops.serving.mlflow_protocol import parse_json
-from mlops.serving.model import Options, ServedModel
+from mlops.serving.model import Options, Prediction, ServedModel
 from mlops.serving.schema import InputSchema, numpy_v2_datatype
 from mlops.serving.validate import (
     Table,
@@ -49,14 +50,9 @@ _COMPATIBLE = {"number": _NUMERIC, "integer": _NUMERIC, "string": {"BYTES"}, "bo
 
 
 @dataclass(frozen=True)
-class InferRequest:
-    id: str | None
-    table: Table
-    outputs: tuple[str, ...]
-
-    @property
-    def options(self) -> Options:
-        return _PROBABILITIES if "probabilities" in self.outputs else _PLAIN
+class InferRequest(Decoded):
+    id: str | None = None
+    outputs: tuple[str, ...] = ("predictions",)
 
 
 @dataclass(frozen=True)
@@ -79,8 +75,9 @@ def decode(body: bytes, schema: InputSchema, max_rows: int, classifier: bool) ->
     else:
         table = _columns(tensors, schema, max_rows)
     outputs = _requested_outputs(payload.get("outputs"), classifier)
+    options = _PROBABILITIES if "probabilities" in outputs else _PLAIN
     request_id = payload.get("id")
-    return InferRequest(str(request_id) if request_id is not None else None, table, outputs)
+    return InferRequest(table, options, None if request_id is None else str(request_id), outputs)
 
 
 def _tensor(item: Any) -> Tensor:
@@ -89,7 +86,8 @@ def _tensor(item: Any) -> Tensor:
         raise InputError(message, "bad_format")
     name = item["name"][:64]
     shape, datatype, data = item.get("shape"), item.get("datatype"), item.get("data")
-    if not isinstance(shape, list) or not shape or not all(_size(d) for d in shape):
+    sizes = isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
+    if not sizes or not shape:
         raise InputError(f"input {name!r}: shape must be a list of sizes", "bad_format")
     if not isinstance(datatype, str) or not isinstance(data, list):
         raise InputError(f"input {name!r}: datatype and data are required", "bad_format")
@@ -98,10 +96,6 @@ def _tensor(item: Any) -> Tensor:
         message = f"input {name!r}: {len(flat)} values do not fill shape {shape}"
         raise InputError(message, "shape")
     return Tensor(item["name"], shape, datatype.upper()[:16], flat)
-
-
-def _size(dimension: Any) -> bool:
-    return type(dimension) is int and dimension >= 0
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -162,13 +156,13 @@ def _requested_outputs(outputs: Any, classifier: bool) -> tuple[str, ...]:
     return names or ("predictions",)
 
 
-def encode(request: InferRequest, model: ServedModel, values: Any, probabilities: Any) -> bytes:
+def encode(request: InferRequest, model: ServedModel, prediction: Prediction) -> bytes:
     outputs = []
     if "predictions" in request.outputs:
-        array = np.asarray(values)
-        outputs.append(_output("predictions", array))
-    if "probabilities" in request.outputs and probabilities is not None:
-        outputs.append(_output("probabilities", np.asarray(probabilities, dtype=np.float64)))
+        outputs.append(_output("predictions", np.asarray(prediction.values)))
+    if "probabilities" in request.outputs and prediction.probabilities is not None:
+        probabilities = np.asarray(prediction.probabilities, dtype=np.float64)
+        outputs.append(_output("probabilities", probabilities))
     body: dict[str, Any] = {"model_name": model.ref.name, "model_version": model.ref.version}
     if request.id is not None:
         body["id"] = request.id
@@ -186,23 +180,18 @@ def _output(name: str, array: np.ndarray) -> dict[str, Any]:
 
 
 def metadata(model: ServedModel) -> dict[str, Any]:
-    inputs = [
-        {"name": c.name, "datatype": c.v2_datatype, "shape": [-1]} for c in model.schema.columns
-    ]
-    outputs: list[dict[str, Any]] = [
-        {"name": "predictions", "datatype": model.output.datatype, "shape": [-1]}
-    ]
+    columns = model.schema.columns
+    outputs = [{"name": "predictions", "datatype": model.datatype, "shape": [-1]}]
     parameters: dict[str, Any] = {"content_type": "pd"}
     if model.supports_probabilities:
-        outputs.append(
-            {"name": "probabilities", "datatype": "FP64", "shape": [-1, len(model.classes)]}
-        )
+        shape = [-1, len(model.classes)]
+        outputs.append({"name": "probabilities", "datatype": "FP64", "shape": shape})
         parameters["classes"] = list(model.classes)
     return {
         "name": model.ref.name,
         "versions": [model.ref.version],
         "platform": "mlflow",
-        "inputs": inputs,
+        "inputs": [{"name": c.name, "datatype": c.v2_datatype, "shape": [-1]} for c in columns],
         "outputs": outputs,
         "parameters": parameters,
     }
@@ -249,7 +238,7 @@ async def infer(request: Request) -> Response:
         return decode(body, model.schema, max_rows, model.supports_probabilities)
 
     model, prediction, infer_request = await predict_request(request, decode_for)
-    body = encode(infer_request, model, prediction.values, prediction.probabilities)
+    body = encode(infer_request, model, prediction)
     return json_response(body, headers=version_headers(model))
 
 

@@ -136,8 +136,8 @@ def columns_from_rows(names: Sequence[str], rows: Sequence[Any]) -> dict[str, Se
     return dict(zip(names, transposed, strict=True))
 
 
-def columns_from_records(schema: InputSchema, records: Sequence[Any]) -> dict[str, list[Any]]:
-    """Rows given as {column: value} objects -> one value list per schema column."""
+def table_from_records(schema: InputSchema, records: Sequence[Any]) -> Table:
+    """Rows given as {column: value} objects."""
     if not all(type(record) is dict for record in records):
         bad = next(i for i, record in enumerate(records) if type(record) is not dict)
         raise InputError(f"row {bad} must be an object of column: value", "shape")
@@ -153,7 +153,7 @@ def columns_from_records(schema: InputSchema, records: Sequence[Any]) -> dict[st
                     f"missing column {name!r} in row {row}", "missing_column"
                 ) from None
             columns[name] = [record.get(name) for record in records]
-    return columns
+    return table_from_columns(schema, columns, len(records))
 
 
 def column_array(column: Column, values: Sequence[Any]) -> np.ndarray:
@@ -221,11 +221,10 @@ def _refuse_type(column: Column, values: Sequence[Any], allowed: set[type], expe
 
 
 def _check_finite(column: Column, array: np.ndarray) -> None:
-    floats = np.asarray(array, dtype=np.float64)
-    finite = np.isfinite(floats)
+    finite = np.isfinite(array)
     if finite.all():
         return
-    infinite = np.flatnonzero(np.isinf(floats))
+    infinite = np.flatnonzero(np.isinf(array))
     if infinite.size:
         raise InputError(
             f"column {column.name!r}, row {infinite[0]}: Infinity is not allowed", "not_finite"
@@ -235,10 +234,10 @@ def _check_finite(column: Column, array: np.ndarray) -> None:
 
 
 def _check_integral(column: Column, array: np.ndarray) -> None:
-    finite = array[np.isfinite(array)]
-    if (finite != np.floor(finite)).any():
-        row = int(np.flatnonzero(np.isfinite(array) & (array != np.floor(array)))[0])
-        raise InputError(f"column {column.name!r}, row {row}: expected an integer", "wrong_type")
+    fractional = np.flatnonzero(np.isfinite(array) & (array != np.floor(array)))
+    if fractional.size:
+        message = f"column {column.name!r}, row {fractional[0]}: expected an integer"
+        raise InputError(message, "wrong_type")
 
 
 def _missing(column: Column, row: int) -> InputError:
@@ -275,21 +274,20 @@ def _frame_column(column: Column, values: np.ndarray, exact_types: bool) -> np.n
 
 def drift_counts(schema: InputSchema, table: Table) -> list[tuple[str, int]]:
     """(column, count) of values outside the training range or category set, where nonzero."""
+    low, high = schema.bounds
     if schema.numeric:
-        low, high = schema.bounds
         outside = ((table.data < low) | (table.data > high)).sum(axis=0)
         return [(schema.names[i], int(outside[i])) for i in np.flatnonzero(outside)]
-    counts = [(c.name, _column_drift(c, table.data[:, i])) for i, c in enumerate(schema.columns)]
-    return [(name, count) for name, count in counts if count]
-
-
-def _column_drift(column: Column, values: np.ndarray) -> int:
-    if column.categories is not None:
-        categories = column.categories
-        return sum(1 for v in values if v is not None and str(v) not in categories)
-    if column.kind in ("number", "integer") and (column.low is not None or column.high is not None):
-        floats = values.astype(np.float64)
-        low = -np.inf if column.low is None else column.low
-        high = np.inf if column.high is None else column.high
-        return int(((floats < low) | (floats > high)).sum())
-    return 0
+    counts = []
+    for i, column in enumerate(schema.columns):
+        values = table.data[:, i]
+        if column.categories is not None:
+            count = sum(1 for v in values if v is not None and str(v) not in column.categories)
+        elif column.kind in ("number", "integer"):
+            floats = values.astype(np.float64)
+            count = int(((floats < low[i]) | (floats > high[i])).sum())
+        else:
+            count = 0
+        if count:
+            counts.append((column.name, count))
+    return counts

@@ -19,8 +19,9 @@ from typing import Any
 import optuna
 
 from mlops.config import Config, SearchParam, search_value
+from mlops.data import FitInputs
 from mlops.evaluate import evaluate
-from mlops.models.families import FamilyParams, FitInputs, family_params, fit_family
+from mlops.models.families import FamilyParams, family_params, fit_family
 from mlops.models.torch_mlp import EpochCallback, TorchMLP
 
 
@@ -57,20 +58,20 @@ class Objective:
 
 def suggest(trial: optuna.Trial, space: dict[str, SearchParam]) -> dict[str, Any]:
     """One value per searched setting, as Optuna stores it ("64-32" rather than a tuple)."""
-    return {name: _suggest_one(trial, name, param) for name, param in space.items()}
+    values = {}
+    for name, param in space.items():
+        # Config validation guarantees both bounds for ranges, choices for categoricals.
+        low, high = float(param.low or 0.0), float(param.high or 0.0)
+        if param.type == "categorical":
+            values[name] = trial.suggest_categorical(name, list(param.choices))
+        elif param.type == "int":
+            values[name] = trial.suggest_int(name, int(low), int(high), log=param.log)
+        else:
+            values[name] = trial.suggest_float(name, low, high, log=param.log)
+    return values
 
 
 def trial_params(base: FamilyParams, values: dict[str, Any]) -> FamilyParams:
     decoded = {name: search_value(name, value) for name, value in values.items()}
     params: FamilyParams = dataclasses.replace(base, **decoded)
     return params
-
-
-def _suggest_one(trial: optuna.Trial, name: str, param: SearchParam) -> Any:
-    if param.type == "categorical":
-        return trial.suggest_categorical(name, list(param.choices))
-    # Config validation guarantees both bounds for ranges.
-    low, high = float(param.low or 0.0), float(param.high or 0.0)
-    if param.type == "int":
-        return trial.suggest_int(name, int(low), int(high), log=param.log)
-    return trial.suggest_float(name, low, high, log=param.log)

@@ -15,21 +15,19 @@ import hashlib
 import json
 import os
 import sqlite3
-import time
-import urllib.parse
 import warnings
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import numpy as np
 import optuna
-from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from mlops import plots
 from mlops.config import Config, TuneConfig
@@ -46,10 +44,7 @@ def storage_url(tune: TuneConfig) -> str:
 
 def shown_url(url: str) -> str:
     """The storage URL with any password hidden, for logs and run params."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+    return str(make_url(url).render_as_string(hide_password=True))
 
 
 def open_storage(url: str, tune: TuneConfig, checked: bool = False) -> RDBStorage:
@@ -65,7 +60,13 @@ def open_storage(url: str, tune: TuneConfig, checked: bool = False) -> RDBStorag
         warnings.simplefilter("ignore", ExperimentalWarning)
         return RDBStorage(
             url,
-            engine_kwargs=_engine_kwargs(url),
+            # Several workers write one SQLite file: wait for the lock instead of failing at 5 s.
+            # Server databases drop idle connections: check before use.
+            engine_kwargs=(
+                {"connect_args": {"timeout": 60}}
+                if url.startswith("sqlite")
+                else {"pool_pre_ping": True}
+            ),
             heartbeat_interval=tune.heartbeat_interval_s,
             grace_period=tune.grace_period_s,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(tune.max_retries),
@@ -80,14 +81,6 @@ def _prepare_sqlite(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.closing(sqlite3.connect(path, timeout=60)) as connection:
         connection.execute("PRAGMA journal_mode=WAL").fetchall()
-
-
-def _engine_kwargs(url: str) -> dict[str, object]:
-    if url.startswith("sqlite"):
-        # Several worker processes write one file: wait for the lock instead of failing at 5 s.
-        return {"connect_args": {"timeout": 60}}
-    # Server databases drop idle connections; check before use.
-    return {"pool_pre_ping": True}
 
 
 def study_name(config: Config, family: str, data_digest: str) -> str:
@@ -112,13 +105,15 @@ def open_study(storage: RDBStorage, name: str, config: Config, worker: int = 0) 
     study = optuna.create_study(
         storage=storage, study_name=name, direction=direction, load_if_exists=True
     )
-    existing = len(study.get_trials(deepcopy=False))
-    study.sampler = make_sampler(config.tune, _seed(config.seed, worker, existing))
-    study.pruner = make_pruner(config.tune)
+    # A resumed study or another worker must not replay the first session's random points.
+    entropy = [config.seed, worker, len(study.get_trials(deepcopy=False))]
+    seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
+    study.sampler = _sampler(config.tune, seed)
+    study.pruner = _pruner(config.tune)
     return study
 
 
-def make_sampler(tune: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
+def _sampler(tune: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
     if tune.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     # constant_liar: parallel workers treat running trials as bad, so they spread out.
@@ -127,7 +122,7 @@ def make_sampler(tune: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
     )
 
 
-def make_pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
+def _pruner(tune: TuneConfig) -> optuna.pruners.BasePruner:
     if tune.pruner == "median":
         return optuna.pruners.MedianPruner(
             n_startup_trials=tune.startup_trials, n_warmup_steps=tune.pruner_warmup_epochs
@@ -143,11 +138,6 @@ def budget(tune: TuneConfig) -> optuna.study.MaxTrialsCallback:
 
 def has_target(study: optuna.Study, tune: TuneConfig) -> bool:
     return len(study.get_trials(deepcopy=False, states=FINISHED)) >= tune.trials
-
-
-def _seed(seed: int, worker: int, existing: int) -> int:
-    # A resumed study or another worker must not replay the first session's random points.
-    return int(np.random.SeedSequence([seed, worker, existing]).generate_state(1)[0])
 
 
 @dataclass(frozen=True)
@@ -183,25 +173,23 @@ def summarize(study: optuna.Study, family: str, target: int) -> StudySummary:
     )
 
 
-def log_summary(run_id: str, study: optuna.Study, summary: StudySummary) -> None:
-    client, family = MlflowClient(), summary.family
+def log_summary(study: optuna.Study, summary: StudySummary) -> None:
+    """The study's summary, in the active run (the session's)."""
+    family = summary.family
     metrics: dict[str, float] = {
         f"{family}.trials_{state.lower()}": n for state, n in summary.counts.items()
     }
     if summary.best_value is not None:
         metrics[f"{family}.best_value"] = summary.best_value
-    metrics |= {f"{family}.importance.{k}": v for k, v in summary.importances.items()}
+    mlflow.log_metrics(
+        metrics | {f"{family}.importance.{k}": v for k, v in summary.importances.items()}
+    )
     params = {f"{family}.best.{k}": v for k, v in summary.best_params.items()}
     params |= {f"{family}.study": summary.study_name, f"{family}.best_trial": summary.best_trial}
-    now_ms = int(time.time() * 1000)
-    client.log_batch(
-        run_id,
-        metrics=[Metric(k, float(v), now_ms, 0) for k, v in metrics.items()],
-        params=[Param(k, str(v)) for k, v in params.items()],
-    )
-    client.log_dict(run_id, asdict(summary), f"{family}/summary.json")
+    mlflow.log_params(params)
+    mlflow.log_dict(asdict(summary), f"{family}/summary.json")
     for name, figure in _figures(study, summary).items():
-        client.log_figure(run_id, figure, f"{family}/plots/{name}")
+        mlflow.log_figure(figure, f"{family}/plots/{name}")
         plots.close(figure)
 
 

@@ -33,18 +33,14 @@ from threadpoolctl import threadpool_limits
 
 from mlops.cli import setup_logging
 from mlops.config import Config
-from mlops.data import load_prepared
-from mlops.models.families import FitInputs
+from mlops.data import FitInputs, load_prepared
 from mlops.models.torch_mlp import torch_thread_limit
-from mlops.train import fit_inputs
 from mlops.tuning.objective import Objective
 from mlops.tuning.study import FINISHED, budget, has_target, open_storage, open_study
 
 log = logging.getLogger(__name__)
 
 TrialCallback = Callable[[optuna.Study, FrozenTrial], None]
-# MLflow run statuses: a pruned trial finished normally, it was just stopped early.
-_RUN_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED"}
 
 
 @dataclass(frozen=True)
@@ -70,7 +66,6 @@ def process_context() -> SpawnContext:
 def work(
     session: Session, inputs: FitInputs, worker: int, after_trial: TrialCallback | None = None
 ) -> None:
-    """Run trials until every study has its target or the deadline passes."""
     config = session.config
     storage = open_storage(session.storage_url, config.tune, checked=True)
     for family, name in session.studies.items():
@@ -156,7 +151,7 @@ def _worker_main(session: Session, worker: int) -> None:
     """Entry point of a worker process: it loads the prepared data itself (a fast local read)."""
     setup_logging()
     logging.getLogger("mlops").setLevel(logging.WARNING)  # the calling process shows progress
-    inputs = fit_inputs(session.config, load_prepared(session.config.data))
+    inputs = load_prepared(session.config.data).fit_inputs(session.config.seed)
     try:
         with quiet_optuna(), trial_threads(1):
             work(session, inputs, worker)
@@ -179,7 +174,9 @@ def log_trial_run(session: Session, family: str, study: optuna.Study, trial: Fro
         metrics=[Metric(k, v, end, 0) for k, v in _trial_metrics(trial).items()],
         params=[Param(f"{family}.{k}", str(v)) for k, v in trial.params.items()],
     )
-    client.set_terminated(run.info.run_id, _RUN_STATUS.get(trial.state, "FAILED"), end_time=end)
+    # A pruned trial finished normally, it was just stopped early.
+    status = "FINISHED" if trial.state in FINISHED else "FAILED"
+    client.set_terminated(run.info.run_id, status, end_time=end)
 
 
 def _trial_tags(

@@ -21,7 +21,7 @@ import mlflow
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import REPO
+from tests.conftest import REPO, unmeasured
 from tests.e2e.helpers import wait_for_http
 from tests.serving.server import free_port
 
@@ -97,7 +97,7 @@ class TrackingServer:
         log = (self.artifacts.parent / "tracking-server.log").open("ab")
         # Its own process group: `mlflow server` runs uvicorn as a child, and both must go.
         self.process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=unmeasured()
         )
         wait_for_http(f"{self.url}/health", self.process, timeout_s)
 

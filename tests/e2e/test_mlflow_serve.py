@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.conftest import unmeasured
 from tests.e2e.helpers import config_args, run_main, wait_for_http
 from tests.serving.server import free_port
 
@@ -44,7 +45,7 @@ def test_torch_challenger_served_by_mlflow_models_serve(mlflow_store: str, tmp_p
     # A different working directory: the model must not rely on this repository being importable.
     # MLflow execs `uvicorn` from PATH, as in an activated environment.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    env = {**os.environ, "PYTHONPATH": "", "PATH": path}
+    env = unmeasured({**os.environ, "PYTHONPATH": "", "PATH": path})
     process = subprocess.Popen(command, cwd=tmp_path, env=env)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/ping", process, timeout_s=120)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -11,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.models import Model
 
-from tests.conftest import csv_overrides, mixed_frame
+from tests.conftest import csv_overrides, mixed_frame, use_store
 from tests.e2e.helpers import config_args, run_main
 
 pytestmark = pytest.mark.e2e
@@ -19,12 +20,27 @@ pytestmark = pytest.mark.e2e
 CHALLENGER = "models:/breast-cancer-classifier@challenger"
 
 
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """prepare -> train with the default config, once for the tests that only read the result."""
+    folder = tmp_path_factory.mktemp("trained-default")
+    (folder / "mlruns").mkdir()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for _ in use_store(store_uri(folder), monkeypatch):
+            args = config_args(folder)
+            assert run_main("prepare.py", *args) == 0
+            assert run_main("train.py", *args) == 0
+            yield folder
+
+
 @pytest.fixture
-def trained_default(mlflow_store: str, tmp_path: Path) -> Path:
-    args = config_args(tmp_path)
-    assert run_main("prepare.py", *args) == 0
-    assert run_main("train.py", *args) == 0
-    return tmp_path
+def trained_default(trained_once: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The store `trained_once` filled, pointed at again (a test between may have moved MLflow)."""
+    yield from (trained_once for _ in use_store(store_uri(trained_once), monkeypatch))
+
+
+def store_uri(folder: Path) -> str:
+    return f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
 
 
 def test_every_family_is_a_finished_run_with_metrics_plots_and_provenance(

@@ -27,7 +27,7 @@ import yaml
 from mlops.config import LinearParams
 from mlops.registry import register
 from mlops.tracking import use_experiment
-from tests.conftest import REPO
+from tests.conftest import REPO, unmeasured
 from tests.e2e.helpers import wait_for_http
 from tests.serving.conftest import breast_cancer, log_ours, using
 from tests.serving.server import Server, free_port, start_server
@@ -164,7 +164,7 @@ class Exporter:
 def start_exporter(metrics_dir: Path) -> Exporter:
     port = free_port()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "METRICS_PORT": str(port)}
-    process = subprocess.Popen([sys.executable, "-c", exporter_script()], env=env)
+    process = subprocess.Popen([sys.executable, "-c", exporter_script()], env=unmeasured(env))
     try:
         wait_for_http(f"http://127.0.0.1:{port}/metrics", process, timeout_s=30)
     except AssertionError:
@@ -210,7 +210,9 @@ def start_tracking_server(root: Path, metrics_dir: Path) -> TrackingServer:
     ]
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     with (root / "server.log").open("wb") as log_file:
-        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, env=unmeasured(env), stdout=log_file, stderr=subprocess.STDOUT
+        )
     server = TrackingServer(f"http://127.0.0.1:{port}", process)
     try:
         wait_for_http(f"{server.url}/health", process, timeout_s=60)

@@ -30,7 +30,7 @@ from mlops.profile import build_profile, prediction_profile
 from mlops.registry import register
 from mlops.serving.model import load_model
 from mlops.serving.schema import InputSchema
-from mlops.serving.source import parse_source
+from mlops.serving.settings import parse_source
 from mlops.tracking import use_experiment
 from tests.conftest import mixed_frame
 from tests.serving.server import Server, start_server

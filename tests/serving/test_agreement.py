@@ -27,7 +27,7 @@ from mlops.registry import register
 from mlops.serving.columns import ColumnsPath
 from mlops.serving.forest import ForestRegressorPath
 from mlops.serving.model import EstimatorPredictor, Options, ServedModel, load_model
-from mlops.serving.source import parse_source
+from mlops.serving.settings import parse_source
 from mlops.serving.validate import table_from_frame
 from mlops.tracking import use_experiment
 from tests.serving.conftest import Store, log_ours, using

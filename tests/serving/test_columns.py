@@ -22,7 +22,7 @@ from mlops.serving import model as served
 from mlops.serving.columns import ColumnsPath, columns_path
 from mlops.serving.model import EstimatorPredictor, Options, load_model
 from mlops.serving.schema import InputSchema, input_schema
-from mlops.serving.source import parse_source
+from mlops.serving.settings import parse_source
 from mlops.serving.validate import table_from_frame, to_frame
 from tests.conftest import mixed_frame
 from tests.serving.conftest import Store, breast_cancer, using
@@ -100,7 +100,7 @@ def test_a_features_path_that_fails_on_the_warm_up_rows_is_not_used(bc_schema: I
     ).fit(frame, target)
     frames = functools.partial(to_frame, bc_schema, exact_types=False)
     general = EstimatorPredictor(pipeline, frames)
-    features = served._sklearn_features(pipeline, bc_schema, "predict")
+    features = served._features_path(pipeline, bc_schema, "predict")
     assert features is not None
     assert served._fastest(general, features, bc_schema, frame.head(3)) is general
     assert served._fastest(general, None, bc_schema, frame.head(3)) is general
@@ -120,7 +120,7 @@ def test_nested_pipelines_are_unrolled_into_the_steps_they_call(bc_schema: Input
             ("model", LogisticRegression(max_iter=500)),
         ]
     ).fit(frame, target)
-    features = served._sklearn_features(pipeline, bc_schema, "predict")
+    features = served._features_path(pipeline, bc_schema, "predict")
     assert features is not None
     assert features.estimator is pipeline.steps[-1][1]
     path = features.inputs.__self__  # type: ignore[attr-defined]

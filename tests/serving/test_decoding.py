@@ -8,15 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from mlops.config import ServeConfig
+from mlops.config import load_config
 from mlops.errors import ConfigError
 from mlops.serving import mlflow_protocol, v2
 from mlops.serving.errors import InputError, UnsupportedMediaType
 from mlops.serving.http import dumps, jsonable
 from mlops.serving.schema import Column, InputSchema
-from mlops.serving.settings import check_serve_config
-from mlops.serving.source import parse_source
+from mlops.serving.settings import parse_source
 from mlops.serving.validate import Table, drift_counts, may_hold_booleans, to_frame
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.serving
 
@@ -262,9 +262,13 @@ def test_model_uris_are_parsed_into_what_to_watch() -> None:
     assert parse_source("runs:/abc/model", "fallback").name == "fallback"
 
 
-def test_nonsense_serve_settings_are_refused_naming_the_key() -> None:
-    with pytest.raises(ConfigError, match=r"serve\.max_batch_rows"):
-        check_serve_config(ServeConfig(max_batch_rows=0))
+@pytest.mark.parametrize(
+    "override", ["serve.max_batch_rows=0", "serve.port=70000", "serve.prediction_buckets=[2, 1]"]
+)
+def test_nonsense_serve_settings_are_refused_naming_the_key(override: str) -> None:
+    key = override.split("=")[0].replace(".", r"\.")
+    with pytest.raises(ConfigError, match=key):
+        load_config(REPO / "configs" / "default.yaml", [override])
 
 
 def test_non_finite_predictions_become_null_in_strict_json() -> None:

@@ -29,7 +29,6 @@ from mlops.profile import build_profile, prediction_profile, quantile_bins
 from mlops.registry import register
 from mlops.serving.drift import DriftMonitor, Reference, Window, psi, reference
 from mlops.serving.schema import Column, InputSchema
-from mlops.serving.settings import check_serve_config
 from tests.conftest import mixed_frame
 from tests.serving.conftest import RECORDS_GENERIC, Store, using
 from tests.serving.server import Server, start_server
@@ -222,9 +221,11 @@ def test_no_drift_series_when_drift_is_off_or_the_model_has_no_bins() -> None:
 
 
 def test_a_negative_window_is_a_config_error() -> None:
-    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "default.yaml")
     with pytest.raises(ConfigError, match="drift_window_rows"):
-        check_serve_config(dataclasses.replace(config.serve, drift_window_rows=-1))
+        load_config(
+            Path(__file__).resolve().parents[2] / "configs" / "default.yaml",
+            ["serve.drift_window_rows=-1"],
+        )
 
 
 # Gauges of a real server.

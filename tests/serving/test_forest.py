@@ -116,7 +116,7 @@ def test_a_served_forest_pipeline_takes_the_forest_path(bc_schema: InputSchema) 
             ("model", RandomForestClassifier(n_estimators=25, random_state=0)),
         ]
     ).fit(frame, target)
-    features = served._sklearn_features(pipeline, bc_schema, "predict")
+    features = served._features_path(pipeline, bc_schema, "predict")
     assert features is not None
     assert isinstance(features.estimator, ForestClassifierPath)
     data = table_from_frame(bc_schema, frame).data

@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from mlops.config import Config, as_dict, load_config
+from mlops.config import EMBEDDED_OPTUNA_STORAGE, Config, as_dict, load_config
 from mlops.errors import ConfigError
-from mlops.tracking import EMBEDDED_OPTUNA_STORAGE
 
 REPO = Path(__file__).resolve().parents[2]
 
