@@ -9,10 +9,14 @@
 # (HOME, caches and the Prometheus multiprocess folder live there). Secrets and URIs come from the
 # environment at run time (MLFLOW_TRACKING_URI, OPTUNA_STORAGE, tokens), never from this file.
 
-ARG PYTHON_IMAGE=python:3.11-slim-trixie
+# ---- python: the base of both stages, a full patch version ---------------------------------------
+# Written out (not an ARG) so that Dependabot (.github/dependabot.yml) can move it. `make
+# docker-build` builds for PLATFORM (linux/amd64 unless set): an ARM laptop builds what amd64
+# nodes run.
+FROM python:3.11.16-slim-trixie AS python
 
 # ---- build: a virtual environment with the runtime requirements only ----------------------------
-FROM ${PYTHON_IMAGE} AS build
+FROM python AS build
 
 # PyPI's default torch wheel bundles CUDA (several GB); PyTorch's own index serves the CPU build.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
@@ -30,7 +34,7 @@ RUN grep -E '^torch==' /tmp/requirements.txt > /tmp/torch.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt
 
 # ---- runtime: slim Python, the venv and the code; nothing used only to build ---------------------
-FROM ${PYTHON_IMAGE} AS runtime
+FROM python AS runtime
 
 ARG VERSION=dev
 ARG GIT_COMMIT=unknown
@@ -40,8 +44,7 @@ LABEL org.opencontainers.image.title="mlops" \
       org.opencontainers.image.source="https://github.com/example/mlops" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${GIT_COMMIT}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.base.name="python:3.11-slim-trixie"
+      org.opencontainers.image.created="${CREATED}"
 
 # A passwd entry for the numeric user: getpass.getuser() (MLflow's run user, torch caches) raises
 # KeyError for a uid the system does not know.

@@ -35,13 +35,17 @@ REGISTRY ?= ghcr.io/example
 IMAGE ?= $(REGISTRY)/mlops
 TAG ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 OVERLAY ?= dev
+# The nodes' architecture, whatever the build machine's (an ARM laptop builds amd64 images).
+PLATFORM ?= linux/amd64
 DOCKER_BUILD_ARGS ?=
+# make kind-load: the kind cluster to load the image into.
+KIND_CLUSTER ?= kind
 
 .PHONY: help
 help: ## List every target with a one-line description
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
-	@echo "Variables: CONFIG=$(CONFIG) ARGS='$(ARGS)' TUNE_ARGS='$(TUNE_ARGS)' BENCH_ARGS='$(BENCH_ARGS)' WORKERS=$(WORKERS) VERSION=$(VERSION) HOST=$(HOST) PORT=$(PORT) IMAGE=$(IMAGE) TAG=$(TAG) OVERLAY=$(OVERLAY)"
+	@echo "Variables: CONFIG=$(CONFIG) ARGS='$(ARGS)' TUNE_ARGS='$(TUNE_ARGS)' BENCH_ARGS='$(BENCH_ARGS)' WORKERS=$(WORKERS) VERSION=$(VERSION) HOST=$(HOST) PORT=$(PORT) IMAGE=$(IMAGE) TAG=$(TAG) OVERLAY=$(OVERLAY) PLATFORM=$(PLATFORM)"
 
 # The virtual environment is a file target: rebuilt only when the requirements change. uv installs
 # them several times faster than pip; pip is the fallback where uv itself cannot be installed.
@@ -148,6 +152,22 @@ postgres-start: ## Start a throwaway PostgreSQL (machine's packages) in PG_DIR; 
 postgres-stop: ## Stop the throwaway PostgreSQL started by postgres-start
 	scripts/throwaway_postgres.sh stop $(PG_DIR)
 
+# Backups: one .tar.gz of the MLflow store (the database; the artifact folder too when it is local)
+# and the Optuna storage, in BACKUP_DIR. `make restore BACKUP=<file>` puts it back where it came
+# from and refuses a store that holds data unless FORCE=1. k8s: the backup CronJob (k8s/README.md).
+BACKUP_DIR ?= backups
+BACKUP ?=
+FORCE ?=
+BACKUP_STORES = --mlflow-db "$(MLFLOW_BACKEND_STORE_URI)" --artifacts "$(MLFLOW_ARTIFACTS_DESTINATION)"
+
+.PHONY: backup restore
+backup: | $(VENV)/.installed ## Back up the MLflow store and the Optuna storage to BACKUP_DIR (one .tar.gz)
+	$(PY) scripts/backup.py create --config $(CONFIG) --out $(BACKUP_DIR) $(BACKUP_STORES) $(ARGS)
+
+restore: | $(VENV)/.installed ## Restore BACKUP=<file> into the same stores (FORCE=1: replace what is there)
+	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=backups/mlops-backup-....tar.gz" >&2; exit 2; }
+	$(PY) scripts/backup.py restore "$(BACKUP)" --config $(CONFIG) $(BACKUP_STORES) $(if $(FORCE),--force) $(ARGS)
+
 .PHONY: ui
 ui: $(VENV)/.installed ## Open the MLflow UI on the local store at http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(STORE)/mlflow.db \
@@ -157,9 +177,9 @@ ui: $(VENV)/.installed ## Open the MLflow UI on the local store at http://127.0.
 # docker-* need a Docker engine, k8s-deploy/job/delete a cluster in kubectl's current context;
 # k8s-validate needs neither (it runs in `make test`). How-to: k8s/README.md.
 
-.PHONY: docker-build docker-push docker-smoke k8s-deploy k8s-job k8s-delete k8s-validate
-docker-build: ## Build the image IMAGE:TAG (CPU PyTorch; DOCKER_BUILD_ARGS for CUDA, see Dockerfile)
-	docker build --tag $(IMAGE):$(TAG) --build-arg VERSION=$(TAG) \
+.PHONY: docker-build docker-push docker-smoke kind-load k8s-namespace k8s-deploy k8s-job k8s-smoke k8s-delete k8s-validate
+docker-build: ## Build the image IMAGE:TAG for PLATFORM (CPU PyTorch; DOCKER_BUILD_ARGS for CUDA)
+	docker build --platform $(PLATFORM) --tag $(IMAGE):$(TAG) --build-arg VERSION=$(TAG) \
 		--build-arg GIT_COMMIT=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
 		--build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) $(DOCKER_BUILD_ARGS) .
 
@@ -181,11 +201,27 @@ docker-smoke: $(STAMPS)/train ## Promote, then serve the champion from the local
 		|| { docker logs mlops-smoke; docker stop mlops-smoke; exit 1; }
 	docker stop mlops-smoke
 
-k8s-deploy: ## Apply OVERLAY to kubectl's cluster with IMAGE:TAG, run prepare/train/promote, wait
+kind-load: ## Load IMAGE:TAG into the kind cluster KIND_CLUSTER (instead of docker-push)
+	kind load docker-image $(IMAGE):$(TAG) --name $(KIND_CLUSTER)
+
+k8s-namespace: ## Create OVERLAY's namespace only, so that your Secrets can go in before k8s-deploy
+	k8s/deploy.sh namespace $(OVERLAY) $(IMAGE):$(TAG)
+
+# deploy.sh checks before applying anything and stops at the first stuck pod (k8s/checks.py,
+# which reads YAML with the venv's PyYAML).
+k8s-deploy: | $(VENV)/.installed ## Check, apply OVERLAY with IMAGE:TAG, run prepare/train/promote, wait
 	k8s/deploy.sh apply $(OVERLAY) $(IMAGE):$(TAG)
 
-k8s-job: ## Re-run one pipeline Job on the cluster: make k8s-job STEP=tune (or prepare|train|promote)
+k8s-job: | $(VENV)/.installed ## Re-run one step on the cluster: STEP=tune (then registers, promotes) or prepare|train|promote
 	k8s/deploy.sh job $(OVERLAY) $(IMAGE):$(TAG) $(STEP)
+
+# The model server through a port-forward: one prediction on rows of the local test split.
+SMOKE_PORT ?= 18080
+k8s-smoke: $(STAMPS)/prepare ## Ask OVERLAY's model server for a prediction (MLOPS_API_TOKEN if it needs one)
+	namespace=$$(awk '$$1 == "namespace:" {print $$2; exit}' k8s/overlays/$(OVERLAY)/kustomization.yaml); \
+	kubectl -n $$namespace port-forward svc/model-server $(SMOKE_PORT):8080 >/dev/null & forward=$$!; \
+	trap 'kill $$forward' EXIT; \
+	$(PY) scripts/smoke_request.py --config $(CONFIG) --url http://127.0.0.1:$(SMOKE_PORT) $(ARGS)
 
 k8s-delete: ## Delete everything OVERLAY created, its namespace and volumes included
 	kubectl delete -k k8s/overlays/$(OVERLAY) --ignore-not-found
@@ -225,12 +261,39 @@ bench: | $(VENV)/.installed $(MLSERVER_VENV)/.installed ## Ours vs mlflow serve,
 
 # ---- Quality ------------------------------------------------------------------------------
 
-.PHONY: lint format test test-fast
-lint: $(VENV)/.installed ## Check: ruff lint, ruff format --check, mypy (strict), hadolint
+# Tools with dependencies of their own (checkov pins many): a separate environment, built once.
+TOOLS_VENV := .venv-tools
+$(TOOLS_VENV)/.installed: requirements-tools.txt
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-tools.txt
+	touch $@
+
+# checkov reads .checkov.yaml: the checks it skips, and why. The overlays as kubectl renders them.
+LINT_DIR := .make-lint
+CHECKOV = $(TOOLS_VENV)/bin/checkov --config-file .checkov.yaml
+.PHONY: lint format test test-fast audit
+lint: $(VENV)/.installed $(TOOLS_VENV)/.installed ## Check: ruff, mypy (strict), hadolint, checkov, the workflow
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint Dockerfile
+	@rm -rf $(LINT_DIR) && mkdir -p $(LINT_DIR)
+	for overlay in dev prod; do $(VENV)/bin/kubectl kustomize k8s/overlays/$$overlay > $(LINT_DIR)/$$overlay.yaml; done
+	$(CHECKOV) --framework kubernetes --directory $(LINT_DIR)
+	$(CHECKOV) --framework dockerfile --file Dockerfile
+	$(TOOLS_VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(TOOLS_VENV)/bin/check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
+	$(TOOLS_VENV)/bin/zizmor --offline --no-progress .github/workflows
+
+# Needs PyPI's advisory data (network): run by the GitHub workflow, not by `make test`.
+audit: $(TOOLS_VENV)/.installed ## pip-audit requirements.txt: fails on a known vulnerability that has a fix
+	@mkdir -p $(LINT_DIR)
+	$(TOOLS_VENV)/bin/pip-audit --requirement requirements.txt --format json --output $(LINT_DIR)/audit.json --progress-spinner off || true
+	$(TOOLS_VENV)/bin/python -c 'import json, sys; \
+		deps = json.load(open("$(LINT_DIR)/audit.json"))["dependencies"]; \
+		fixable = ["%s %s: %s, fixed in %s" % (d["name"], d["version"], v["id"], v["fix_versions"]) \
+			for d in deps for v in d.get("vulns", []) if v["fix_versions"]]; \
+		print("\n".join(fixable) or "pip-audit: no known vulnerability with a fix"); sys.exit(bool(fixable))'
 
 format: $(VENV)/.installed ## Rewrite: ruff --fix and ruff format
 	$(VENV)/bin/ruff check --fix .
@@ -249,4 +312,4 @@ test-fast: $(VENV)/.installed ## Every test except those marked slow
 
 .PHONY: clean
 clean: ## Remove the local MLflow store, prepared data and stamps (keeps .venv)
-	rm -rf $(STORE) data .make bench-results .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*
+	rm -rf $(STORE) data .make $(LINT_DIR) bench-results .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

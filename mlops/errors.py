@@ -21,3 +21,7 @@ class TuneError(MLOpsError):
 
 class RegistryError(MLOpsError):
     """A registered model, version or alias that a step needs is missing or unusable."""
+
+
+class BackupError(MLOpsError):
+    """A backup cannot be made or restored: a missing tool, an unknown store, an occupied target."""

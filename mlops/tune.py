@@ -60,15 +60,21 @@ class SessionResult:
 class TuneResult:
     session: SessionResult
     best: StudySummary
-    version: str
+    version: str | None  # None: not registered (`register=False`)
     refit: FamilyRun | None  # None when this trial was registered before (version reused)
 
 
-def tune(config: Config) -> TuneResult:
+def tune(config: Config, register: bool = True) -> TuneResult:
+    """Run the studies; then, if `register`, refit and register the best trial as challenger.
+
+    Several machines on the same studies (the k8s tune Job's pods) tune with register=False and
+    one process registers once they are done, so that the best trial is registered once."""
     check_metric(config.data.task, config.train.selection_metric)
     prepared = load_prepared(config.data)
     session = run_session(config, prepared, use_experiment(config.experiment))
     best = _best(session.summaries, config.train.selection_metric)
+    if not register:
+        return TuneResult(session=session, best=best, version=None, refit=None)
     version, refit = _register(config, prepared, best, str(session.parent_run_id))
     return TuneResult(session=session, best=best, version=version, refit=refit)
 

@@ -3,13 +3,15 @@
 python scripts/smoke_request.py --config configs/default.yaml [--url http://127.0.0.1:8080]
 
 The request is the first rows of the prepared test split (run `make prepare` first), without the
-target column, in MLflow's `dataframe_split` format. `make docker-smoke` (CI) runs it against the
-image; exit 0 when the server answered one prediction per row.
+target column, in MLflow's `dataframe_split` format, with `Authorization: Bearer $MLOPS_API_TOKEN`
+when that is set. `make docker-smoke` and `make k8s-smoke` (CI) run it against the image and the
+cluster; exit 0 when the server answered one prediction per row.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -67,6 +69,8 @@ def request_body(config: Config, rows: int) -> dict[str, Any]:
 
 def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
     headers = {"Content-Type": "application/json"}
+    if os.environ.get("MLOPS_API_TOKEN"):  # a server that requires it (Secret model-server)
+        headers["Authorization"] = f"Bearer {os.environ['MLOPS_API_TOKEN']}"
     request = urllib.request.Request(url, json.dumps(body).encode(), headers)  # data: a POST
     with urllib.request.urlopen(request, timeout=30) as response:
         answer: dict[str, Any] = json.loads(response.read())

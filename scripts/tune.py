@@ -1,10 +1,12 @@
 """Tune every family with Optuna; register the best trial's model as `challenger`.
 
 python scripts/tune.py --config configs/default.yaml [--workers N] [--trials N] [--timeout S]
-                       [--family linear --family torch_mlp]
+                       [--family linear --family torch_mlp] [--no-register]
 
 --trials is each family study's target of finished trials, counted over every worker and machine
 on that study; running again resumes the studies towards it. Flags override `tune.*` in the config.
+--no-register runs the trials only: for processes on several machines sharing the studies, after
+which one run without it registers the best trial once (the k8s tune and tune-register Jobs).
 """
 
 from __future__ import annotations
@@ -29,16 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--family", action="append", choices=typing.get_args(Family), help="tune only these"
     )
+    parser.add_argument("--no-register", action="store_true", help="trials only, no challenger")
     args = parse(parser, argv)
     args.overrides += _flag_overrides(args)
 
     def step(config: Config) -> int:
-        result = tune(config)
+        result = tune(config, register=not args.no_register)
         for summary in result.session.summaries.values():
             print(f"{summary.family}: {summary.finished}/{summary.target} trials, {summary.counts}")
         best = result.best
+        registered = f"v{result.version}" if result.version else "not registered (--no-register)"
         print(
-            f"challenger: {config.registered_model} v{result.version} ({best.family} trial "
+            f"challenger: {config.registered_model} {registered} ({best.family} trial "
             f"{best.best_trial}, validation {config.train.selection_metric}={best.best_value:.4f})"
         )
         return EXIT_OK

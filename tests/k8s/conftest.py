@@ -1,21 +1,23 @@
 """Every way the manifests can be built, rendered once per test session.
 
-"dev" and "prod" are the overlays as they are; the "+..." builds add the optional components, so
-that they are checked too (prod already includes retrain-schedule).
+"dev" is the overlay as it is, "prod" the overlay with its settings.env filled in as an operator
+would (PROD_SETTINGS; as committed, every value is a placeholder that k8s/deploy.sh refuses);
+the "+..." builds add the optional components, so that they are checked too (prod already
+includes retrain-schedule and backup).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.k8s.manifests import K8S, Obj, kustomize, kustomize_with
+from tests.k8s.manifests import K8S, PROD_SETTINGS, Obj, kustomize, kustomize_with
 
 BUILDS = {
     "dev": ("dev", []),
     "prod": ("prod", []),
-    "dev+retrain-schedule+servicemonitor+monitoring": (
+    "dev+retrain-schedule+backup+servicemonitor+monitoring": (
         "dev",
-        ["retrain-schedule", "servicemonitor", "monitoring"],
+        ["retrain-schedule", "backup", "servicemonitor", "monitoring"],
     ),
     "prod+servicemonitor+monitoring": ("prod", ["servicemonitor", "monitoring"]),
 }
@@ -25,10 +27,12 @@ BUILDS = {
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Obj]]:
     rendered = {}
     for name, (overlay, components) in BUILDS.items():
-        if components:
-            rendered[name] = kustomize_with(tmp_path_factory.mktemp("build"), overlay, components)
-        else:
+        if overlay == "dev" and not components:
             rendered[name] = kustomize(K8S / "overlays" / overlay)
+        else:
+            settings = PROD_SETTINGS if overlay == "prod" else None
+            tmp = tmp_path_factory.mktemp("build")
+            rendered[name] = kustomize_with(tmp, overlay, components, settings)
     return rendered
 
 

@@ -52,15 +52,46 @@ def kustomize(directory: Path) -> list[Obj]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def kustomize_with(tmp_dir: Path, overlay: str, components: list[str]) -> list[Obj]:
+# What an operator writes into prod's settings.env (k8s/README.md, Settings): the tests check prod
+# as it will run. The database range is RFC 5737's, which tests/k8s/test_network.py addresses.
+PROD_SETTINGS = {
+    "DATABASE_CIDR": "192.0.2.0/24",
+    "ARTIFACTS_DESTINATION": "s3://acme-mlflow/artifacts",
+    "S3_ENDPOINT_URL": "https://s3.eu-west-1.amazonaws.com",
+    "AWS_REGION": "eu-west-1",
+    "OBJECT_STORE_CIDR": "0.0.0.0/0",
+    "OBJECT_STORE_PORT": "443",
+    "OBJECT_STORE_IDENTITY": "arn:aws:iam::123456789012:role/mlops-mlflow",
+    "STORAGE_CLASS": "efs-sc",
+    "MODEL_SERVER_HOST": "models.acme.example",
+    "INGRESS_CLASS": "nginx",
+    "INGRESS_NAMESPACE": "ingress-nginx",
+    "DATA_SOURCE": "s3://acme-data/datasets/churn/",
+    "BACKUP_DESTINATION": "s3://acme-backups/mlops/",
+    "BACKUP_RETENTION_DAYS": "14",
+}
+
+
+def copy_tree(tmp_dir: Path, settings: dict[str, str] | None = None) -> Path:
+    """A copy of k8s/ and configs/ in tmp_dir (kustomize needs both); `settings` written into
+    prod's settings.env as an operator would. Returns the copy's k8s/."""
+    shutil.copytree(K8S, tmp_dir / "k8s")
+    shutil.copytree(REPO / "configs", tmp_dir / "configs")
+    if settings is not None:
+        lines = [f"{key}={value}" for key, value in settings.items()]
+        (tmp_dir / "k8s/overlays/prod/settings.env").write_text("\n".join(lines) + "\n")
+    return tmp_dir / "k8s"
+
+
+def kustomize_with(
+    tmp_dir: Path, overlay: str, components: list[str], settings: dict[str, str] | None = None
+) -> list[Obj]:
     """Build `overlay` with `components` added to its `components:`, as k8s/README.md says to.
 
     On a copy of k8s/ and configs/: kustomize applies an overlay's namespace, labels and generated
     names only to components listed in that same kustomization.
     """
-    shutil.copytree(K8S, tmp_dir / "k8s")
-    shutil.copytree(REPO / "configs", tmp_dir / "configs")
-    path = tmp_dir / "k8s" / "overlays" / overlay / "kustomization.yaml"
+    path = copy_tree(tmp_dir, settings) / "overlays" / overlay / "kustomization.yaml"
     kustomization = yaml.safe_load(path.read_text())
     kustomization.setdefault("components", []).extend(f"../../components/{c}" for c in components)
     path.write_text(yaml.safe_dump(kustomization))

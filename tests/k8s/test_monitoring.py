@@ -13,7 +13,7 @@ from tests.k8s.test_network import PROMETHEUS
 pytestmark = pytest.mark.k8s
 
 WITH_MONITORING = (
-    "dev+retrain-schedule+servicemonitor+monitoring",
+    "dev+retrain-schedule+backup+servicemonitor+monitoring",
     "prod+servicemonitor+monitoring",
 )
 COMPONENT = K8S / "components" / "monitoring"

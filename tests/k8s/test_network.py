@@ -109,12 +109,24 @@ def test_only_the_tracking_server_and_database_clients_reach_storage(objs: list[
 
 
 def test_only_object_store_clients_reach_the_internet(objs: list[Obj]) -> None:
-    # In prod the tracking server (artifacts) and the retrain CronJob (DATA_SOURCE) talk to S3
-    # over HTTPS; nothing else leaves the cluster.
+    # In prod the tracking server (artifacts), the retrain CronJob (DATA_SOURCE) and the backup
+    # CronJob (uploads) talk to S3 over HTTPS; nothing else leaves the cluster.
     outside = not _service_backends(objs, "object-store", 9000)
     for pod, endpoint in _pods(objs):
-        may = outside and pod.owner in {"Deployment/mlflow", "CronJob/retrain"}
+        may = outside and pod.owner in {"Deployment/mlflow", "CronJob/retrain", "CronJob/backup"}
         assert allowed(objs, endpoint, PUBLIC_ADDRESS, 443) is may, pod.owner
+
+
+def test_the_ingress_controller_reaches_the_model_server(built: dict[str, list[Obj]]) -> None:
+    objs = built["prod"]
+    (target,) = _service_backends(objs, "model-server", 8080)
+    (ingress,) = [o for o in objs if o["kind"] == "Ingress"]
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    controller = Endpoint("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
+    assert allowed(objs, controller, *target)
+    assert not allowed(
+        objs, Endpoint("ingress-nginx", {}), *_service_backends(objs, "mlflow", 5000)[0]
+    )
 
 
 def test_model_server_admits_its_clients_and_prometheus_only(objs: list[Obj]) -> None:

@@ -167,3 +167,18 @@ def test_promote_wrapper_passes_sigterm_to_the_script(
         wrapper.kill()
         wrapper.wait()
     assert (tmp_path / "got-term").exists()
+
+
+def test_tuning_workers_run_trials_and_one_pod_registers_the_best(overlay_objs: list[Obj]) -> None:
+    _, worker = _step_container(overlay_objs, "tune")
+    assert "--no-register" in worker["args"], "N workers would each register the best trial"
+    register_job = find(overlay_objs, "Job", "tune-register")
+    assert register_job["spec"].get("parallelism", 1) == 1
+    assert register_job["spec"].get("completions", 1) == 1
+    pod, register = _step_container(overlay_objs, "tune-register")
+    assert register["args"][:3] == worker["args"][:3]
+    assert register["args"][3:] == ["--workers", "1"]
+    storage = {v["name"]: v.get("valueFrom") for v in register["env"]}["OPTUNA_STORAGE"]
+    assert storage == {v["name"]: v.get("valueFrom") for v in worker["env"]}["OPTUNA_STORAGE"]
+    assert _mounts(register)["/app/data"]["readOnly"] is True
+    assert pod.labels["mlops/db-client"] == "true"

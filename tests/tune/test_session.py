@@ -37,6 +37,9 @@ class Tuned:
     storage: str
     first: TuneResult
     second: TuneResult
+    versions_before_unregistered: int
+    unregistered: TuneResult  # a third session, register=False
+    config_tracking_uri: str
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +57,10 @@ def tuned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuned]:
         first = tune(config)
         second = tune(config)
         mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
-        yield Tuned(config, storage, first, second)
+        versions = len(MlflowClient().search_model_versions(f"name = '{MODEL}'"))
+        unregistered = tune(config, register=False)
+        uri = f"sqlite:///{tmp / 'mlflow.db'}"
+        yield Tuned(config, storage, first, second, versions, unregistered, uri)
 
 
 def runs(**tags: str) -> pd.DataFrame:
@@ -179,3 +185,13 @@ def test_studies_short_of_their_target_fail_the_session_unless_the_timeout_stopp
     with pytest.raises(TuneError, match=r"exit codes \[0, -9\].*linear.*2/4"):
         check_finished({"linear": short}, [0, -9], deadline=None)
     check_finished({"linear": short}, [0, -9], deadline=0.0)  # long past: a warning only
+
+
+def test_a_session_without_register_leaves_the_registry_as_it_was(tuned: Tuned) -> None:
+    # The k8s tune Job's workers: trials only; the tune-register Job registers the best once.
+    assert tuned.unregistered.version is None
+    assert tuned.unregistered.best.best_trial == tuned.first.best.best_trial
+    mlflow.set_tracking_uri(tuned.config_tracking_uri)
+    mlflow.set_registry_uri(tuned.config_tracking_uri)
+    versions = MlflowClient().search_model_versions(f"name = '{MODEL}'")
+    assert len(versions) == tuned.versions_before_unregistered
