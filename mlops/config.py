@@ -262,10 +262,10 @@ class ServeConfig:
     # (a lone request never waits).
     max_batch_rows: PositiveInt = 512
     max_batch_wait_ms: NonNegativeFloat = 2.0
-    # Admission, per worker: a prediction request arriving while this many requests, or this many
-    # rows, are already in the server gets 503 at once, before its body is read.
-    max_queue_depth: PositiveInt = 512
-    max_queue_rows: PositiveInt = 20_000
+    # Admission, per worker: a prediction request arriving while this many requests are in the
+    # server, or while the rows in it would take the model more than half of request_timeout_s
+    # to predict at its recent speed, gets 503 at once, before its body is read.
+    max_queue_depth: PositiveInt = 2048
     # Hot reload: how often the alias is checked (0 = never); start-up retry backoff.
     reload_interval_s: NonNegativeFloat = 30.0
     load_retry_initial_s: PositiveFloat = 1.0
