@@ -244,6 +244,9 @@ class ServeConfig:
     # (or --host, --port, --model-uri) override host, port and models:/<registered_model>@alias.
     host: str = "127.0.0.1"
     port: Annotated[int, Strict(), Field(gt=0, lt=65536)] = 8080
+    # Liveness, readiness and /metrics also answer here, from a thread never queued behind
+    # predictions (probes.py); PROBE_PORT overrides it, 0 turns it off.
+    probe_port: Annotated[int, Strict(), Field(ge=0, lt=65536)] = 8082
     model_alias: str = "champion"
     # Processes. One suits a 2-core pod: the event loop takes one core, predict threads the other
     # (numpy, sklearn trees and torch release the GIL); each extra worker is another model copy.
@@ -256,20 +259,30 @@ class ServeConfig:
     max_rows: PositiveInt = 10_000
     request_timeout_s: PositiveFloat = 5.0
     # Batching: rows per predict call; how long a batch may wait for requests being decoded
-    # (a lone request never waits); queued requests per worker beyond which new ones get 503.
+    # (a lone request never waits).
     max_batch_rows: PositiveInt = 512
     max_batch_wait_ms: NonNegativeFloat = 2.0
-    max_queue_depth: PositiveInt = 512
+    # Admission, per worker: a prediction request arriving while this many requests are in the
+    # server, or while the rows in it would take the model more than half of request_timeout_s
+    # to predict at its recent speed, gets 503 at once, before its body is read.
+    max_queue_depth: PositiveInt = 2048
     # Hot reload: how often the alias is checked (0 = never); start-up retry backoff.
     reload_interval_s: NonNegativeFloat = 30.0
     load_retry_initial_s: PositiveFloat = 1.0
     load_retry_max_s: PositiveFloat = 30.0
     # Rows predicted at warm-up (after the input example), before the model counts as ready.
     warmup_rows: PositiveInt = 64
-    # SIGTERM: in-flight requests get this long to finish. Idle keep-alive connections close
-    # after keep_alive_s.
+    # SIGTERM: readiness fails at once, requests are still served for drain_s (each answer
+    # closing its connection) while endpoints stop routing here; then the listener closes and
+    # in-flight requests get drain_timeout_s to finish. Idle keep-alive connections close after
+    # keep_alive_s.
+    drain_s: NonNegativeFloat = 10.0
     drain_timeout_s: NonNegativeFloat = 20.0
     keep_alive_s: PositiveFloat = 5.0
+    # Slow clients: a request's headers must arrive within header_timeout_s; past
+    # max_connections open connections per worker, the oldest one still sending headers is closed.
+    header_timeout_s: PositiveFloat = 10.0
+    max_connections: PositiveInt = 2048
     # Histogram buckets of mlops_prediction_value (regressors); match them to the target's scale.
     prediction_buckets: tuple[Float, ...] = (
         0.0,

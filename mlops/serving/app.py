@@ -2,22 +2,20 @@
 
 `create_app(settings)` builds it; nothing happens at import. The lifespan opens the resources
 (tracking URI, model manager, batcher) and hooks SIGTERM so readiness turns false at once while
-uvicorn drains in-flight requests. Every error is a short JSON body: MLflow's shape on
-/invocations, `{"error": ...}` elsewhere; never a stack trace, never the request echoed.
+requests are still served for `serve.drain_s` (guard.py). Every error is a short JSON body:
+MLflow's shape on /invocations, `{"error": ...}` elsewhere; never a stack trace, never the
+request echoed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import signal
 import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
-from types import FrameType
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -31,9 +29,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mlops.serving import mlflow_protocol, v2
 from mlops.serving.batching import Batcher
 from mlops.serving.errors import Conflict, Forbidden, RequestError
-from mlops.serving.http import Services, check_token, dumps, json_response, services
-from mlops.serving.lifecycle import ModelManager, WorkerMarks
+from mlops.serving.guard import SHED_MESSAGE, Guard, drain_on_signals
+from mlops.serving.http import JSON_TYPE, Services, check_token, dumps, json_response, services
+from mlops.serving.lifecycle import REGISTRY_DOWN, ModelManager, WorkerMarks
 from mlops.serving.metrics import Metrics
+from mlops.serving.probes import Answer, start_probes
 from mlops.serving.settings import ServerSettings
 from mlops.tracking import configure_tracking
 
@@ -48,15 +48,22 @@ _HTTP_MESSAGES = {404: "not found", 405: "method not allowed"}
 
 def create_app(settings: ServerSettings) -> Starlette:
     metrics = Metrics(settings.serve.prediction_buckets, settings.serve.drift_window_rows)
+    mlflow_routes, v2_routes = mlflow_protocol.routes(), v2.routes()
     routes = [
-        *mlflow_protocol.routes(),
-        *v2.routes(),
+        *mlflow_routes,
+        *v2_routes,
         Route("/metrics", scrape),
         Route("/admin/reload", admin_reload, methods=["POST"]),
     ]
+    shed = [(r, mlflow_protocol.error_body(503, SHED_MESSAGE)) for r in mlflow_routes]
+    shed += [(r, dumps({"error": SHED_MESSAGE})) for r in v2_routes]
+    predict_routes = [(r, body) for r, body in shed if "POST" in (getattr(r, "methods", ()) or ())]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(Guard, shed_bodies=predict_routes, probe=_load_state),
+        ],
         exception_handlers={
             RequestError: partial(request_error, metrics),
             HTTPException: http_error,
@@ -77,29 +84,44 @@ async def lifespan(
     batcher = Batcher(metrics, config)
     batcher.start()
     models.start()
-    _drain_on_signals(models)
+    if threading.current_thread() is threading.main_thread():
+        drain_on_signals(models.begin_drain, config.drain_s)
     if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_token:
         log.warning("predictions on %s need no token: set MLOPS_API_TOKEN", settings.host)
+    if marks.others_ready():
+        # A worker restarted beside ready ones accepts connections only once it is ready too,
+        # so the pod stays ready and no request lands on a worker still loading.
+        await models.wait_until_loaded()
+    probes = None
+    if settings.probe_port:
+        answer = partial(_probe_answer, models, metrics)
+        probes = start_probes(settings.host, settings.probe_port, answer)
     try:
         yield {"services": Services(settings, models, batcher, metrics)}
     finally:
+        if probes is not None:
+            probes.shutdown()
+            probes.server_close()
         await models.stop()
         await batcher.stop()
 
 
-def _drain_on_signals(models: ModelManager) -> None:
-    """SIGTERM / SIGINT: readiness off at once, then uvicorn's own handler (graceful drain)."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        previous = signal.getsignal(signum)
+def _probe_answer(models: ModelManager, metrics: Metrics, path: str) -> Answer:
+    """What the probe port (probes.py) answers for `path`, as the main port does."""
+    if path == "/v2/health/live":
+        return 200, b'{"live":true}', JSON_TYPE
+    if path == "/v2/health/ready":
+        ready = models.ready
+        return (200 if ready else 503), dumps({"ready": ready}), JSON_TYPE
+    if path == "/metrics":
+        return 200, metrics.exposition(), CONTENT_TYPE_LATEST
+    return 404, b'{"error":"not found"}', JSON_TYPE
 
-        def handler(sig: int, frame: FrameType | None, previous: Any = previous) -> None:
-            models.begin_drain()
-            if callable(previous):
-                previous(sig, frame)
 
-        signal.signal(signum, handler)
+def _load_state(scope: Scope) -> tuple[bool, bool]:
+    """(full, draining) for the Guard middleware."""
+    found: Services = scope["state"]["services"]
+    return found.batcher.full(), found.models.draining
 
 
 async def scrape(request: Request) -> Response:
@@ -115,7 +137,10 @@ async def admin_reload(request: Request) -> Response:
     if not found.settings.source.alias:
         raise Conflict(f"model URI {found.settings.source.uri} is not an alias: nothing to reload")
     outcome = await found.models.reload(forced=True)
-    return json_response(dumps(dataclasses.asdict(outcome)), 500 if outcome.error else 200)
+    # Nothing loaded yet, or the registry down: unavailable for now. A version that fails: 500.
+    unavailable = not outcome.version or outcome.error == REGISTRY_DOWN
+    status = 200 if not outcome.error else 503 if unavailable else 500
+    return json_response(dumps(dataclasses.asdict(outcome)), status)
 
 
 async def request_error(metrics: Metrics, request: Request, error: RequestError) -> Response:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops.config import ServeConfig
-from mlops.serving.errors import DeadlineExceeded, NotReady, Overloaded, PredictionFailed
+from mlops.serving.errors import DeadlineExceeded, NotReady, PredictionFailed
 from mlops.serving.metrics import Metrics
 from mlops.serving.model import Options, Prediction, ServedModel
 from mlops.serving.validate import Table
@@ -52,6 +53,11 @@ class Batcher:
         self.max_rows = config.max_batch_rows
         self.max_wait_s = config.max_batch_wait_ms / 1000
         self.max_queue = config.max_queue_depth
+        self.wait_budget_s = config.request_timeout_s / 2
+        self.admitted = 0  # prediction requests in the server, from arrival to answer
+        self.rows_in_flight = 0  # rows of those, once decoded
+        self.rows_per_s = math.inf  # the model's recent speed: a moving average over batches
+        self._queued_rows = 0
         self.arriving = 0  # requests admitted and still being read or decoded
         self._queue: deque[Job] = deque()
         self._wakeup = asyncio.Event()
@@ -75,20 +81,31 @@ class Batcher:
         self, model: ServedModel, table: Table, options: Options, deadline: float
     ) -> Prediction:
         """Queue `table` for `model` and wait for its rows' predictions until `deadline`."""
-        if len(self._queue) >= self.max_queue:
-            raise Overloaded(
-                f"server is at its queue limit ({self.max_queue} requests); retry later"
-            )
         loop = asyncio.get_running_loop()
         job = Job(model, table, options, loop.create_future(), time.perf_counter())
         self._queue.append(job)
         self._wakeup.set()
+        self.rows_in_flight += table.n_rows
+        self._queued_rows += table.n_rows
         late = DeadlineExceeded("the request took longer than its time budget")
         timer = loop.call_later(max(0.0, deadline - loop.time()), _fail, job, late)
         try:
             return await job.future
         finally:
             timer.cancel()
+            self.rows_in_flight -= table.n_rows
+
+    def full(self) -> bool:
+        """Whether a prediction request arriving now is turned away (before its body is read):
+        `max_queue_depth` requests are in the server already, or the rows in it would take the
+        model more than half the time budget, at its recent speed, to predict."""
+        late = self.rows_in_flight > self.rows_per_s * self.wait_budget_s
+        return self.admitted >= self.max_queue or late
+
+    def _measure_speed(self, rows: int, seconds: float) -> None:
+        speed = rows / max(seconds, 1e-6)
+        known = math.isfinite(self.rows_per_s)
+        self.rows_per_s = 0.8 * self.rows_per_s + 0.2 * speed if known else speed
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
@@ -115,9 +132,7 @@ class Batcher:
     async def _linger(self) -> None:
         """Let requests being decoded right now join the batch (bounded by max_batch_wait_ms)."""
         until = time.perf_counter() + self.max_wait_s
-        while self.arriving and time.perf_counter() < until:
-            if sum(job.table.n_rows for job in self._queue) >= self.max_rows:
-                return
+        while self.arriving and time.perf_counter() < until and self._queued_rows < self.max_rows:
             await asyncio.sleep(0)
 
     def _take(self) -> list[Job]:
@@ -136,6 +151,7 @@ class Batcher:
             taken.append(job)
             rows += job.table.n_rows
         self._queue = kept
+        self._queued_rows = sum(job.table.n_rows for job in kept)
         return taken
 
     async def _run(self, batch: list[Job]) -> None:
@@ -160,7 +176,9 @@ class Batcher:
                 log.exception("prediction failed for %s", batch[0].model.ref.uri)
                 _fail(batch[0], PredictionFailed("the model failed to predict these rows"))
             return False
-        self.metrics.observe_predict(batch[0].model, time.perf_counter() - started, parts)
+        seconds = time.perf_counter() - started
+        self.metrics.observe_predict(batch[0].model, seconds, parts)
+        self._measure_speed(sum(job.table.n_rows for job in batch), seconds)
         for job, part in zip(batch, parts, strict=True):
             if not job.future.done():
                 job.future.set_result(part)

@@ -63,10 +63,6 @@ class NotReady(RequestError):
     headers: ClassVar[Mapping[str, str]] = {"Retry-After": "1"}
 
 
-class Overloaded(NotReady):
-    reason = "overloaded"
-
-
 class DeadlineExceeded(RequestError):
     status, reason = 504, "timeout"
 
@@ -78,3 +74,7 @@ class PredictionFailed(RequestError):
 class ModelLoadError(MLOpsError):
     """A model cannot be resolved, loaded, served (no column signature) or warmed up; the message
     names the model URI."""
+
+
+class RegistryUnavailable(ModelLoadError):
+    """The model URI cannot be resolved: the registry is down, or the alias or version is gone."""

@@ -117,17 +117,22 @@ async def predict_request(
     model = found.models.require()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + config.request_timeout_s
-    found.batcher.arriving += 1
+    batcher = found.batcher
+    batcher.admitted += 1  # the Guard middleware admitted it (guard.py)
     try:
-        body = await read_body(request, config.max_body_bytes, deadline)
-        if len(body) < _THREAD_DECODE_BYTES:
-            decoded = decode(body, model)
-        else:
-            decoded = await asyncio.to_thread(decode, body, model)
+        batcher.arriving += 1
+        try:
+            body = await read_body(request, config.max_body_bytes, deadline)
+            if len(body) < _THREAD_DECODE_BYTES:
+                decoded = decode(body, model)
+            else:
+                decoded = await asyncio.to_thread(decode, body, model)
+        finally:
+            batcher.arriving -= 1
+        model.check_options(decoded.options)
+        prediction = await batcher.predict(model, decoded.table, decoded.options, deadline)
     finally:
-        found.batcher.arriving -= 1
-    model.check_options(decoded.options)
-    prediction = await found.batcher.predict(model, decoded.table, decoded.options, deadline)
+        batcher.admitted -= 1
     # Rows predicted are checked against the profile on the loop's next turn: by then the answer
     # is written (the route sends it without waiting), so this is not part of its latency.
     loop.call_soon(_count_drift, found.metrics, model, decoded.table)

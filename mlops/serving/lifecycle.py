@@ -11,17 +11,23 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlops.config import ServeConfig
-from mlops.serving.errors import ModelLoadError, NotReady
+from mlops.serving.errors import ModelLoadError, NotReady, RegistryUnavailable
 from mlops.serving.metrics import Metrics
 from mlops.serving.model import ServedModel, load_model, one_line
 from mlops.serving.settings import ModelSource, resolve
 
 log = logging.getLogger(__name__)
+
+REGISTRY_WARNING_EVERY_S = 300.0
+# What /admin/reload says when the lookup fails: the registry's address stays in the log.
+REGISTRY_DOWN = "cannot reach the model registry; still serving the current version"
 
 
 @dataclass(frozen=True)
@@ -33,9 +39,10 @@ class ReloadOutcome:
 
 
 class WorkerMarks:
-    """Readiness across worker processes: a probe reaches one worker, but traffic reaches all,
-    so each worker is ready only when every worker has a model. A ready worker leaves a file
-    `ready-<pid>` in a shared folder; files of dead processes do not count."""
+    """Readiness across worker processes: a probe reaches one worker, but traffic reaches all.
+    A ready worker leaves a file `ready-<pid>` in a shared folder (files of dead processes do not
+    count). The pod is first ready when every worker is; from then on while at least one is,
+    since a worker restarted later joins the listening socket only once it is ready itself."""
 
     def __init__(self, folder: str, workers: int) -> None:
         self.folder = Path(folder) if folder else None
@@ -49,11 +56,23 @@ class WorkerMarks:
             else:
                 self.mark.unlink(missing_ok=True)
 
-    def all_ready(self) -> bool:
+    def pod_ready(self) -> bool:
         if self.folder is None:
             return True
+        ready = len(self._ready_pids())
+        complete = self.folder / "all-were-ready"
+        if ready >= self.workers:
+            complete.touch()
+        return ready >= self.workers or (ready > 0 and complete.exists())
+
+    def others_ready(self) -> bool:
+        return any(pid != os.getpid() for pid in self._ready_pids())
+
+    def _ready_pids(self) -> list[int]:
+        if self.folder is None:  # one worker
+            return []
         pids = [int(path.name.removeprefix("ready-")) for path in self.folder.glob("ready-*")]
-        return sum(1 for pid in pids if _alive(pid)) >= self.workers
+        return [pid for pid in pids if _alive(pid)]
 
 
 def _alive(pid: int) -> bool:
@@ -62,6 +81,31 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+class RateLimitedLog:
+    """A failure that repeats (the registry down, polled every few seconds) is a WARNING the
+    first time, then at most once per `every_s` with the count of checks in between; the
+    recovery is one INFO line."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self.failures = 0
+        self.last_warning = -math.inf
+
+    def failed(self, message: str) -> None:
+        self.failures += 1
+        now = time.monotonic()
+        if now - self.last_warning < self.every_s:
+            log.debug("%s", message)
+            return
+        self.last_warning = now
+        log.warning("%s (%d failed check(s) so far)", message, self.failures)
+
+    def recovered(self, message: str) -> None:
+        if self.failures:
+            log.info("%s after %d failed check(s)", message, self.failures)
+        self.failures, self.last_warning = 0, -math.inf
 
 
 class ModelManager:
@@ -76,20 +120,24 @@ class ModelManager:
         self.draining = False
         self._failed_version = ""
         self._lock = asyncio.Lock()
+        self._loaded = asyncio.Event()
+        self._registry_warnings = RateLimitedLog(REGISTRY_WARNING_EVERY_S)
         self._task: asyncio.Task[None] | None = None
 
     @property
     def ready(self) -> bool:
-        return self.current is not None and not self.draining and self.marks.all_ready()
+        return self.current is not None and not self.draining and self.marks.pod_ready()
 
     def require(self) -> ServedModel:
-        """The live model, or `NotReady` (503) while loading or draining."""
+        """The live model, or `NotReady` (503) while loading. A draining server still serves:
+        requests keep arriving until the endpoints stop routing to it."""
         model = self.current
         if model is None:
             raise NotReady(f"model {self.source.uri} is not loaded yet")
-        if self.draining:
-            raise NotReady("server is shutting down")
         return model
+
+    async def wait_until_loaded(self) -> None:
+        await self._loaded.wait()
 
     def start(self) -> None:
         self.metrics.model_ready.set(0)
@@ -121,6 +169,8 @@ class ModelManager:
                 model = await asyncio.to_thread(self._load)
             except ModelLoadError as err:
                 self.metrics.loads.labels("initial", "failure").inc()
+                if isinstance(err, RegistryUnavailable):
+                    self.metrics.registry_errors.inc()
                 level = logging.DEBUG if str(err) == last_error else logging.ERROR
                 message = "not ready: %s (retrying in %.1f s, backoff up to %.1f s)"
                 log.log(level, message, err, delay, most)
@@ -140,8 +190,9 @@ class ModelManager:
                 ref = await asyncio.to_thread(resolve, self.source)
             except Exception as err:  # registry down or alias deleted: keep serving, say so
                 self.metrics.registry_errors.inc()
-                log.warning("cannot look up %s: %s", self.source.uri, one_line(err))
-                return ReloadOutcome(False, serving, error=one_line(err))
+                self._registry_warnings.failed(f"cannot look up {self.source.uri}: {one_line(err)}")
+                return ReloadOutcome(False, serving, error=REGISTRY_DOWN)
+            self._registry_warnings.recovered(f"{self.source.uri} can be looked up again")
             skip = ref.version == self._failed_version and not forced
             if ref.version == serving or skip:
                 return ReloadOutcome(False, serving)
@@ -155,7 +206,8 @@ class ModelManager:
             self._failed_version = version
             self.metrics.loads.labels("reload", "failure").inc()
             log.error("reload failed, still serving version %s: %s", serving, err)
-            return ReloadOutcome(False, serving, error=str(err))
+            error = f"version {version} failed to load or warm up (the server log says why)"
+            return ReloadOutcome(False, serving, error=error)
         self._install(model, "reload")
         return ReloadOutcome(True, model.ref.version, previous=serving)
 
@@ -171,6 +223,7 @@ class ModelManager:
         gc.collect()
         gc.freeze()
         self._failed_version = ""
+        self._loaded.set()
         self.metrics.model_loaded(model, previous, kind)
         self.metrics.model_ready.set(0 if self.draining else 1)
         self.marks.set(not self.draining)

@@ -30,7 +30,7 @@ from sklearn.pipeline import Pipeline
 
 from mlops.serving.columns import columns_path, fitted_steps
 from mlops.serving.drift import Reference, reference
-from mlops.serving.errors import InputError, ModelLoadError
+from mlops.serving.errors import InputError, ModelLoadError, RegistryUnavailable
 from mlops.serving.forest import forest_path
 from mlops.serving.schema import InputSchema, data_profile, input_schema, output_datatype
 from mlops.serving.settings import ModelRef, ModelSource, resolve
@@ -135,6 +135,9 @@ def load_model(source: ModelSource, warmup_rows: int, threads: int) -> ServedMod
     _import_skops_without_torch()
     try:
         ref = resolve(source)
+    except Exception as err:  # the registry is down, or the alias or version is gone
+        raise RegistryUnavailable(f"cannot look up {source.uri}: {one_line(err)}") from err
+    try:
         pyfunc_model = mlflow.pyfunc.load_model(ref.uri)
     except Exception as err:  # MLflow, the network, the file system, the model's own code
         raise ModelLoadError(f"cannot load model {source.uri}: {one_line(err)}") from err

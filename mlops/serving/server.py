@@ -5,8 +5,8 @@ asyncio only disables Nagle's algorithm on sockets whose `proto` is IPPROTO_TCP,
 uvicorn binds for `--workers N` has proto 0, so each answer waits on Nagle + delayed ACK (as
 `mlflow models serve --workers 2` does). One worker runs in this process; several run under
 uvicorn's own supervisor (`Multiprocess`), sharing the socket and a Prometheus multiprocess
-directory. SIGTERM: readiness goes false, listeners close, in-flight requests get
-`drain_timeout_s`, then the process exits 0.
+directory. SIGTERM: readiness goes false, requests are still served for `drain_s` (guard.py),
+then listeners close, in-flight requests get `drain_timeout_s`, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import math
 import os
+import resource
 import signal
 import socket
 import tempfile
@@ -29,6 +30,7 @@ from uvicorn.supervisors import Multiprocess
 
 from mlops.errors import ConfigError
 from mlops.serving.app import create_app
+from mlops.serving.guard import GuardedConfig
 from mlops.serving.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ def serve(settings: ServerSettings) -> int:
         settings.source.uri,
     )
     _return_quietly_after_signals()
+    _allow_open_files(settings.serve.max_connections * settings.serve.workers)
     if settings.serve.workers == 1:
         uvicorn.Server(uvicorn_config(settings)).run(sockets=[sock])
         return 0
@@ -72,10 +75,12 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(settings: ServerSettings) -> uvicorn.Config:
+def uvicorn_config(settings: ServerSettings) -> GuardedConfig:
     serve = settings.serve
-    return uvicorn.Config(
+    return GuardedConfig(
         partial(create_app, settings),  # picklable: each worker process builds its own app
+        header_timeout_s=serve.header_timeout_s,
+        max_connections=serve.max_connections,
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -108,6 +113,15 @@ def log_config() -> dict[str, Any]:
         "root": {"handlers": ["stderr"], "level": "INFO"},
         "loggers": {"mlflow": quiet, "alembic": quiet, "urllib3": quiet},
     }
+
+
+def _allow_open_files(connections: int) -> None:
+    """Raise the soft limit on open files towards the hard one (1,024 is a common soft limit),
+    so `max_connections` is what bounds connections, not a failing accept()."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256  # the model's files, the registry's connections, logs
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
 
 
 def _return_quietly_after_signals() -> None:

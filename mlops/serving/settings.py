@@ -53,6 +53,7 @@ class ServerSettings:
     host: str
     port: int
     serve: ServeConfig
+    probe_port: int = 0
     api_token: str = field(default="", repr=False)
     admin_token: str = field(default="", repr=False)
     # With several workers: where each ready worker leaves a marker (see lifecycle.WorkerMarks).
@@ -73,6 +74,7 @@ def server_settings(
         source=parse_source(uri, config.registered_model),
         host=host or environ.get("HOST") or serve.host,
         port=port if port is not None else _port(environ.get("PORT"), serve.port),
+        probe_port=_port(environ.get("PROBE_PORT"), serve.probe_port),
         serve=serve,
         api_token=environ.get("MLOPS_API_TOKEN", ""),
         admin_token=environ.get("MLOPS_ADMIN_TOKEN", ""),

@@ -132,9 +132,11 @@ def test_the_ingress_controller_reaches_the_model_server(built: dict[str, list[O
 def test_model_server_admits_its_clients_and_prometheus_only(objs: list[Obj]) -> None:
     namespace = _namespace(objs)
     (target,) = _service_backends(objs, "model-server", 8080)
+    (probes,) = _service_backends(objs, "model-server", 8082)  # /metrics, from a thread
     client = Endpoint(namespace, {"mlops/model-client": "true"})
     assert allowed(objs, client, *target)
-    assert allowed(objs, PROMETHEUS, *target)
+    assert allowed(objs, PROMETHEUS, *probes)
+    assert not allowed(objs, PROMETHEUS, *target)
     assert not allowed(objs, Endpoint(namespace, {"app": "other"}), *target)
     assert not allowed(objs, Endpoint("default", {"mlops/model-client": "true"}), *target)
 

@@ -42,9 +42,11 @@ def _container_port(c: Obj, port: int | str) -> int:
     return int(number)
 
 
-def test_probes_ask_the_servers_health_endpoints_on_its_port(overlay_objs: list[Obj]) -> None:
+def test_probes_ask_the_servers_health_endpoints_on_its_probe_port(
+    overlay_objs: list[Obj],
+) -> None:
     server = _server(overlay_objs)
-    listening = int(env_of(server, overlay_objs)["PORT"])
+    listening = int(env_of(server, overlay_objs)["PROBE_PORT"])  # a thread answers (probes.py)
     for probe, path in PROBE_PATHS.items():
         http_get = server[probe]["httpGet"]
         assert http_get["path"] == path
@@ -61,15 +63,13 @@ def test_the_probe_paths_exist_in_the_server() -> None:
         assert f'"{path}"' in text, f"the server defines no route {path}"
 
 
-def test_grace_period_covers_prestop_and_the_servers_drain(overlay_objs: list[Obj]) -> None:
+def test_grace_period_covers_the_servers_drain(overlay_objs: list[Obj]) -> None:
     pod = pod_of(overlay_objs, "Deployment/model-server")
     server = container(pod, "model-server")
     config_arg = server["args"][server["args"].index("--config") + 1]
-    drain_s = load_config(REPO / config_arg).serve.drain_timeout_s
-    command = server["lifecycle"]["preStop"]["exec"]["command"]
-    assert command[0] == "sleep"
-    pre_stop_s = float(command[1])
-    assert pod.spec["terminationGracePeriodSeconds"] > pre_stop_s + drain_s
+    serve = load_config(REPO / config_arg).serve
+    assert "lifecycle" not in server, "the server drains itself: a preStop sleep adds to it"
+    assert pod.spec["terminationGracePeriodSeconds"] > serve.drain_s + serve.drain_timeout_s
 
 
 def test_rollouts_never_lower_capacity(overlay_objs: list[Obj]) -> None:
@@ -93,8 +93,10 @@ def test_service_reaches_the_servers_port(overlay_objs: list[Obj]) -> None:
     service = find(overlay_objs, "Service", "model-server")
     pod = pod_of(overlay_objs, "Deployment/model-server")
     assert service["spec"]["selector"].items() <= pod.labels.items()
-    (port,) = service["spec"]["ports"]
-    assert _container_port(_server(overlay_objs), port["targetPort"]) == 8080
+    ports = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
+    env = env_of(_server(overlay_objs), overlay_objs)
+    assert _container_port(_server(overlay_objs), ports["http"]) == int(env["PORT"])
+    assert _container_port(_server(overlay_objs), ports["probes"]) == int(env["PROBE_PORT"])
 
 
 def test_prometheus_annotations_point_at_metrics(overlay_objs: list[Obj]) -> None:
@@ -102,7 +104,7 @@ def test_prometheus_annotations_point_at_metrics(overlay_objs: list[Obj]) -> Non
     assert pod.annotations["prometheus.io/scrape"] == "true"
     assert pod.annotations["prometheus.io/path"] == "/metrics"
     assert int(pod.annotations["prometheus.io/port"]) == int(
-        env_of(_server(overlay_objs), overlay_objs)["PORT"]
+        env_of(_server(overlay_objs), overlay_objs)["PROBE_PORT"]
     )
 
 

@@ -42,6 +42,14 @@ def loads(server: Server, kind: str, result: str) -> float:
     return 0.0
 
 
+def registry_errors(server: Server) -> float:
+    for family in text_string_to_metric_families(server.get("/metrics").body.decode()):
+        for sample in family.samples:
+            if sample.name == "mlops_registry_errors_total":
+                return sample.value
+    return 0.0
+
+
 def eventually(check: Callable[[], bool], timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
@@ -143,7 +151,8 @@ def test_alias_moved_to_a_broken_version_keeps_the_old_one(
     forced = on_version_1.request("POST", "/admin/reload", headers=ADMIN)
     assert forced.status == 500
     assert forced.json()["version"] == "1"
-    assert "warm-up prediction failed" in forced.json()["error"]
+    assert forced.json()["error"].startswith("version 3 failed to load or warm up")
+    assert "warm-up prediction failed" in on_version_1.log()  # the reason, in the log only
     set_alias(store, "bc-reload", "champion", "1")
 
 
@@ -157,7 +166,10 @@ def test_admin_reload_swaps_at_once(on_version_1: Server, store: Store) -> None:
 
 def test_registry_down_at_start_up_is_live_not_ready(tmp_path: Path) -> None:
     down = f"http://127.0.0.1:{free_port()}"
-    server = start_server(down, "models:/bc-linear@champion", tmp_path, FAST_RETRY, wait="live")
+    admin = {"MLOPS_ADMIN_TOKEN": "admin-secret"}
+    server = start_server(
+        down, "models:/bc-linear@champion", tmp_path, FAST_RETRY, env=admin, wait="live"
+    )
     try:
         eventually(lambda: loads(server, "initial", "failure") >= 3)  # retried with backoff
         assert server.get("/v2/health/live").status == 200
@@ -168,6 +180,10 @@ def test_registry_down_at_start_up_is_live_not_ready(tmp_path: Path) -> None:
         errors = [line for line in server.log().splitlines() if " ERROR " in line]
         assert len(errors) == 1, errors  # one clear line, not one per retry
         assert "models:/bc-linear@champion" in errors[0]
+        assert registry_errors(server) >= 3
+        reload = server.request("POST", "/admin/reload", headers=ADMIN)
+        assert reload.status == 503
+        assert down not in reload.body.decode()  # the registry's address stays in the log
     finally:
         assert server.stop() == 0
 
@@ -190,7 +206,8 @@ def test_model_registered_after_start_up_becomes_ready(store: Store, tmp_path: P
 def test_sigterm_under_load_answers_every_accepted_request_and_exits_0(
     store: Store, tmp_path: Path
 ) -> None:
-    overrides = ["serve.request_timeout_s=10", "serve.drain_timeout_s=10"]
+    # No drain window (serve.drain_s=0): the listener closes at once (test_overload.py drains).
+    overrides = ["serve.request_timeout_s=10", "serve.drain_timeout_s=10", "serve.drain_s=0"]
     server = start_server(store.uri, "models:/generic@champion", tmp_path, overrides)
     slow = {"dataframe_records": RECORDS_GENERIC[:1], "params": {"sleep_s": 1.0}}
     quick = {"dataframe_records": RECORDS_GENERIC}
