@@ -26,6 +26,23 @@ FAST_OVERRIDES = (
 )
 
 
+# The longest files (`pytest --durations`), a minute or more each: `make test` hands whole files
+# to its workers in collection order, and one of these started last would run alone at the end.
+LONGEST_FIRST = (
+    "tests/e2e/test_loop.py",
+    "tests/distributed/test_pipeline_on_postgres.py",
+    "tests/tune/test_workers.py",
+    "tests/distributed/test_tracking_server.py",
+    "tests/serving/test_overload.py",
+    "tests/monitoring/test_live.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
 def unmeasured(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a process that runs none of our code (an `mlflow server`, `mlflow
     models serve`): without coverage's settings, so it does not pay for line tracing (about a
