@@ -203,6 +203,14 @@ def _snapshot_parts(parts: Parts, directory: Path) -> tuple[Path, str]:
     return target, digest
 
 
+def remove(path: Path) -> None:
+    """A snapshot file, or folder of partitions, that is not to be kept."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 @contextmanager
 def staged_folder(directory: Path) -> Iterator[Path]:
     """A temp folder beside `directory`, swapped in for it once filled: readers see the old

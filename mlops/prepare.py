@@ -23,6 +23,7 @@ from mlops.data import (
     coerce_types,
     frame_digest,
     load_raw,
+    remove,
     split,
     splits_digest,
     staged_folder,
@@ -37,7 +38,18 @@ log = logging.getLogger(__name__)
 
 def prepare(config: Config) -> PreparedData:
     data = config.data
+    kept = set(data.raw_dir.iterdir()) if data.raw_dir.is_dir() else set()
     raw = load_raw(data, data.raw_dir)
+    try:
+        return _prepare(config, raw)
+    except BaseException:
+        if raw.snapshot not in kept:  # a snapshot this run made for data it refused: not kept
+            remove(raw.snapshot)
+        raise
+
+
+def _prepare(config: Config, raw: RawData) -> PreparedData:
+    data = config.data
     report = validate(raw.frame, data)
     splits = split(coerce_types(raw.frame, report.kinds), data, config.seed)
     profile = build_profile(splits.train, report.kinds, data.target, data.task)

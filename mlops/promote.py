@@ -25,6 +25,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from mlops.config import Config, PromoteConfig
 from mlops.data import PreparedData, frame_digest, load_prepared
@@ -205,7 +206,12 @@ def _load(name: str, version: str) -> tuple[Any, Any]:
     """The version's pyfunc model (what a server runs: the latency gate times it) and the fitted
     estimator inside, with `predict_proba` and `classes_` for ROC AUC and log loss: our sklearn
     flavor's raw model, or the `TorchMLP` our PyTorch python model holds as `model`."""
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    try:
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    except MlflowException:
+        raise  # the registry or the store: reported as such by the script
+    except Exception as err:  # the model's own code or files: whatever it raises, one line
+        raise RegistryError(f"{name} v{version} cannot be loaded: {first_line(err)}") from err
     if "sklearn" in pyfunc.metadata.flavors:
         return pyfunc, pyfunc.get_raw_model()
     estimator = getattr(pyfunc.unwrap_python_model(), "model", None)

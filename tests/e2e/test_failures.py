@@ -25,6 +25,8 @@ def assert_clean_failure(result: object, *expected: str) -> None:
 
 def assert_no_output_and_no_running_run(tmp_path: Path) -> None:
     assert not (tmp_path / "prepared").exists()
+    raw = tmp_path / "raw"
+    assert not raw.exists() or not any(raw.iterdir()), "a refused input's snapshot was kept"
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert all(run.info.status != "RUNNING" for run in runs)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -130,3 +131,35 @@ def test_script_exit_codes_say_promoted_not_promoted_or_error(registry: Registry
     assert aliases()["champion"] is None
     assert run_main("promote.py", *args, "--version", registry.strong) == 0
     assert aliases()["champion"] == registry.strong
+
+
+UNLOADABLE = """
+from mlflow.models import set_model
+from mlflow.pyfunc import PythonModel
+
+
+class Unloadable(PythonModel):
+    def load_context(self, context):
+        raise ImportError("needs a package this environment lacks")
+
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+set_model(Unloadable())
+"""
+
+
+def test_a_version_that_cannot_be_loaded_is_one_error_line(
+    registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    code = tmp_path / "unloadable.py"
+    code.write_text(UNLOADABLE)
+    with mlflow.start_run(run_name="unloadable"):
+        uri = mlflow.pyfunc.log_model(name="model", python_model=str(code)).model_uri
+    tags = {"family": "other", "data_digest": registry.digest, "git_commit": "test"}
+    version = register(uri, MODEL, CHALLENGER, tags)
+    assert run_main("promote.py", *config_args(registry.tmp), "--version", version) == 1
+    (error,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert error.startswith(f"{MODEL} v{version} cannot be loaded: needs a package"), error
+    assert aliases()["champion"] is None
