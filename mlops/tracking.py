@@ -7,13 +7,18 @@ With `MLFLOW_TRACKING_URI` unset, runs go to a SQLite database and a local artif
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 import subprocess
 from pathlib import Path
 
 import mlflow
+from mlflow import MlflowClient
 
 from mlops.config import EMBEDDED_STORE_DIR
+
+log = logging.getLogger(__name__)
 
 # MLflow's HTTP client defaults (7 retries, backoff factor 2, 120 s timeout) let a step hang for
 # many minutes on a dead or stuck tracking server. These bound one call to about 35 s; each can be
@@ -52,7 +57,39 @@ def use_experiment(name: str) -> str:
             database = Path(uri.removeprefix("sqlite:///"))
             location = (database.parent / "artifacts").resolve().as_uri()
         mlflow.create_experiment(name, artifact_location=location)
-    return str(mlflow.set_experiment(name).experiment_id)
+    experiment_id = str(mlflow.set_experiment(name).experiment_id)
+    fail_abandoned_runs(experiment_id)
+    return experiment_id
+
+
+def owner_tags() -> dict[str, str]:
+    """The process a run belongs to, so that a later step can tell an abandoned RUNNING run."""
+    return {"mlops.host": socket.gethostname(), "mlops.pid": str(os.getpid())}
+
+
+def fail_abandoned_runs(experiment_id: str) -> None:
+    """Mark FAILED, with the reason as a tag, the RUNNING runs of the experiment whose process on
+    this host is gone (killed, or cut off from the tracking server before it could end the run).
+    Runs of other hosts are left as they are: whether their process lives cannot be seen here."""
+    host, client = socket.gethostname(), MlflowClient()
+    query = f"attributes.status = 'RUNNING' and tags.`mlops.host` = '{host}'"
+    for run in client.search_runs([experiment_id], query):
+        pid = int(run.data.tags.get("mlops.pid", "0"))
+        if pid and not _alive(pid):
+            reason = f"process {pid} on {host} ended without finishing the run"
+            client.set_tag(run.info.run_id, "mlops.failure_reason", reason)
+            client.set_terminated(run.info.run_id, "FAILED")
+            log.warning("run %s (%s) marked FAILED: %s", run.info.run_id, run.info.run_name, reason)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def git_commit() -> str:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
 from pathlib import Path
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from tests.e2e.helpers import config_args, run_process
+from tests.e2e.helpers import config_args, run_main, run_process
 
 pytestmark = pytest.mark.e2e
 
@@ -76,3 +79,29 @@ def test_failure_mid_training_marks_the_run_failed_and_registers_nothing(
     statuses = {r.data.tags.get("mlops.family"): r.info.status for r in runs}
     assert statuses == {None: "FINISHED", "linear": "FINISHED", "torch_mlp": "FAILED"}
     assert MlflowClient().search_registered_models() == []
+
+
+def test_the_next_step_fails_the_runs_a_dead_process_left_running(
+    mlflow_store: str, tmp_path: Path
+) -> None:
+    # A run whose process died without ending it (killed, or cut off from the tracking server),
+    # and one whose process lives: prepare marks the first FAILED, with why, and leaves the other.
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    dead_pid = str(exited.pid)
+    client = MlflowClient()
+    experiment_id = client.create_experiment("breast-cancer")
+    host = socket.gethostname()
+    abandoned = client.create_run(
+        experiment_id, tags={"mlops.step": "train", "mlops.host": host, "mlops.pid": dead_pid}
+    )
+    live = client.create_run(
+        experiment_id,
+        tags={"mlops.step": "tune", "mlops.host": host, "mlops.pid": str(os.getpid())},
+    )
+    assert run_main("prepare.py", *config_args(tmp_path)) == 0
+    failed = client.get_run(abandoned.info.run_id)
+    assert failed.info.status == "FAILED"
+    assert failed.data.tags["mlops.failure_reason"].startswith(f"process {dead_pid} on {host}")
+    assert client.get_run(live.info.run_id).info.status == "RUNNING"
+    client.set_terminated(live.info.run_id)
