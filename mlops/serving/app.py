@@ -109,10 +109,9 @@ async def lifespan(
 def _probe_answer(models: ModelManager, metrics: Metrics, path: str) -> Answer:
     """What the probe port (probes.py) answers for `path`, as the main port does."""
     if path == "/v2/health/live":
-        return 200, b'{"live":true}', JSON_TYPE
+        return 200, v2.LIVE, JSON_TYPE
     if path == "/v2/health/ready":
-        ready = models.ready
-        return (200 if ready else 503), dumps({"ready": ready}), JSON_TYPE
+        return (*v2.readiness(models), JSON_TYPE)
     if path == "/metrics":
         return 200, metrics.exposition(), CONTENT_TYPE_LATEST
     return 404, b'{"error":"not found"}', JSON_TYPE

@@ -61,7 +61,7 @@ class WorkerMarks:
             return True
         ready = len(self._ready_pids())
         complete = self.folder / "all-were-ready"
-        if ready >= self.workers:
+        if ready >= self.workers and not complete.exists():  # once, not on every probe
             complete.touch()
         return ready >= self.workers or (ready > 0 and complete.exists())
 

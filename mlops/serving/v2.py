@@ -32,6 +32,7 @@ from mlops.serving.http import (
     services,
     version_headers,
 )
+from mlops.serving.lifecycle import ModelManager
 from mlops.serving.model import Options, Prediction, ServedModel
 from mlops.serving.schema import InputSchema, numpy_v2_datatype
 from mlops.serving.validate import (
@@ -201,14 +202,22 @@ async def server_metadata(request: Request) -> Response:
     return json_response(dumps(SERVER))
 
 
+LIVE = b'{"live":true}'  # liveness: this process answers HTTP; nothing else is checked
+
+
+def readiness(models: ModelManager) -> tuple[int, bytes]:
+    """The status and body of a readiness answer, here and on the probe port (probes.py)."""
+    ok = models.ready
+    return (200 if ok else 503), dumps({"ready": ok})
+
+
 async def live(request: Request) -> Response:
-    """Liveness: this process answers HTTP. Nothing else is checked, on purpose."""
-    return json_response(b'{"live":true}')
+    return json_response(LIVE)
 
 
 async def ready(request: Request) -> Response:
-    ok = services(request).models.ready
-    return json_response(dumps({"ready": ok}), 200 if ok else 503)
+    status, body = readiness(services(request).models)
+    return json_response(body, status)
 
 
 async def model_metadata(request: Request) -> Response:
