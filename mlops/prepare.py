@@ -30,7 +30,7 @@ from mlops.data import (
     write_prepared,
 )
 from mlops.profile import build_profile
-from mlops.tracking import owner_tags, use_experiment
+from mlops.tracking import owned_run, use_experiment
 from mlops.validation import ValidationReport, validate
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ def _prepare(config: Config, raw: RawData) -> PreparedData:
     profile = build_profile(splits.train, report.kinds, data.target, data.task)
     prepared = PreparedData(splits, _manifest(config, raw, report, splits), profile)
     use_experiment(config.experiment)
-    run = mlflow.start_run(run_name="prepare", tags={"mlops.step": "prepare", **owner_tags()})
-    with run, staged_folder(data.prepared_dir) as staging:
+    tags = {"mlops.step": "prepare"}
+    with owned_run(run_name="prepare", tags=tags), staged_folder(data.prepared_dir) as staging:
         _record(config, prepared)
         write_prepared(prepared, staging)
     log.info(

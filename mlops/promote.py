@@ -35,7 +35,7 @@ from mlops.gates import Gate, Verdict, metric_gates, same_data, same_split
 from mlops.models.torch_mlp import torch_thread_limit
 from mlops.registry import CHALLENGER, CHAMPION, PREVIOUS, alias_version
 from mlops.sources import first_line
-from mlops.tracking import configure_tracking, owner_tags, use_experiment
+from mlops.tracking import configure_tracking, owned_run, use_experiment
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,8 @@ def _score_champion(
 def _record(decision: Decision, ignore_champion: bool) -> None:
     verdict = "promoted" if decision.promoted else "not promoted"
     summary = _summary(decision, verdict, ignore_champion)
-    tags = {"mlops.step": "promote", "mlops.verdict": verdict, **owner_tags()}
-    with mlflow.start_run(run_name=f"promote-v{decision.challenger}", tags=tags) as run:
+    tags = {"mlops.step": "promote", "mlops.verdict": verdict}
+    with owned_run(run_name=f"promote-v{decision.challenger}", tags=tags) as run:
         mlflow.log_params({k: summary[k] for k in PARAMS})
         for role, values in decision.metrics.items():
             mlflow.log_metrics({f"{role}_test_{k}": v for k, v in values.items()})

@@ -11,10 +11,15 @@ import logging
 import os
 import socket
 import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import mlflow
-from mlflow import MlflowClient
+from mlflow import ActiveRun, MlflowClient
 
 from mlops.config import EMBEDDED_STORE_DIR
 
@@ -29,6 +34,10 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
 }
+# An open run's `mlops.heartbeat` tag is refreshed this often; a RUNNING run of another host whose
+# heartbeat is older than STALE_AFTER_S (ten missed beats, room for clock skew) is abandoned.
+HEARTBEAT_S = 60.0
+STALE_AFTER_S = 600.0
 
 
 def configure_tracking() -> str:
@@ -62,24 +71,64 @@ def use_experiment(name: str) -> str:
     return experiment_id
 
 
-def owner_tags() -> dict[str, str]:
-    """The process a run belongs to, so that a later step can tell an abandoned RUNNING run."""
+@contextmanager
+def owned_run(**start_run: Any) -> Iterator[ActiveRun]:
+    """`mlflow.start_run(**start_run)` tagged with the process it belongs to, its heartbeat tag
+    refreshed while it is open, so that a later step on any host can tell an abandoned run."""
+    tags = {**start_run.pop("tags", {}), **_owner_tags(), "mlops.heartbeat": _now()}
+    with mlflow.start_run(tags=tags, **start_run) as run:
+        stop = threading.Event()
+        beat = threading.Thread(target=_beat, args=(run.info.run_id, stop), daemon=True)
+        beat.start()
+        try:
+            yield run
+        finally:
+            stop.set()  # not joined: a beat stuck on an unreachable server must not hold us up
+
+
+def _owner_tags() -> dict[str, str]:
     return {"mlops.host": socket.gethostname(), "mlops.pid": str(os.getpid())}
 
 
+def _now() -> str:
+    return str(int(time.time()))
+
+
+def _beat(run_id: str, stop: threading.Event) -> None:
+    client = MlflowClient()
+    while not stop.wait(HEARTBEAT_S):
+        try:
+            client.set_tag(run_id, "mlops.heartbeat", _now())
+        except Exception:  # the server away for a while: the next beat may reach it
+            log.debug("heartbeat of run %s not recorded", run_id, exc_info=True)
+
+
 def fail_abandoned_runs(experiment_id: str) -> None:
-    """Mark FAILED, with the reason as a tag, the RUNNING runs of the experiment whose process on
-    this host is gone (killed, or cut off from the tracking server before it could end the run).
-    Runs of other hosts are left as they are: whether their process lives cannot be seen here."""
+    """Mark FAILED, with the reason as a tag, the pipeline's RUNNING runs of the experiment that
+    nobody will end: on this host, those whose process is gone (killed, or cut off from the
+    tracking server before it could end the run); of other hosts (another pod), those whose
+    heartbeat stopped more than STALE_AFTER_S ago."""
     host, client = socket.gethostname(), MlflowClient()
-    query = f"attributes.status = 'RUNNING' and tags.`mlops.host` = '{host}'"
+    query = "attributes.status = 'RUNNING' and tags.`mlops.host` != ''"
     for run in client.search_runs([experiment_id], query):
-        pid = int(run.data.tags.get("mlops.pid", "0"))
-        if pid and not _alive(pid):
-            reason = f"process {pid} on {host} ended without finishing the run"
+        reason = _abandoned(run.data.tags, host)
+        if reason:
             client.set_tag(run.info.run_id, "mlops.failure_reason", reason)
             client.set_terminated(run.info.run_id, "FAILED")
             log.warning("run %s (%s) marked FAILED: %s", run.info.run_id, run.info.run_name, reason)
+
+
+def _abandoned(tags: dict[str, str], this_host: str) -> str:
+    """Why a RUNNING run with these tags is abandoned, or "" if it may still be running."""
+    owner, pid = tags["mlops.host"], int(tags.get("mlops.pid", "0"))
+    if owner == this_host:
+        return (
+            f"process {pid} on {owner} ended without finishing the run"
+            if pid and not _alive(pid)
+            else ""
+        )
+    silent_s = time.time() - float(tags.get("mlops.heartbeat", "inf"))
+    return f"no heartbeat from {owner} for {silent_s:.0f} s" if silent_s > STALE_AFTER_S else ""
 
 
 def _alive(pid: int) -> bool:

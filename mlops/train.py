@@ -25,7 +25,7 @@ from mlops.models.logged import log_model
 from mlops.models.torch_mlp import TorchMLP
 from mlops.profile import prediction_profile
 from mlops.registry import CHALLENGER, register
-from mlops.tracking import git_commit, owner_tags, use_experiment
+from mlops.tracking import git_commit, owned_run, use_experiment
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,7 @@ def run_family(
 ) -> FamilyRun:
     """Fit, evaluate and log one family in its own MLflow run (FAILED if anything raises)."""
     tags = {"mlops.step": "train", "mlops.family": family, "mlops.data_digest": prepared.digest}
-    tags |= owner_tags()
-    with mlflow.start_run(run_name=run_name or family, tags=tags | (extra_tags or {})) as run:
+    with owned_run(run_name=run_name or family, tags=tags | (extra_tags or {})) as run:
         mlflow.log_params({f"{family}.{k}": v for k, v in dataclasses.asdict(params).items()})
         mlflow.log_params({"data_digest": prepared.digest, "git_commit": git_commit()})
         mlflow.log_dict(as_dict(config), "config.yaml")

@@ -28,7 +28,7 @@ from mlops.errors import TuneError
 from mlops.evaluate import check_metric, greater_is_better
 from mlops.models.families import family_params
 from mlops.registry import CHALLENGER, register
-from mlops.tracking import git_commit, owner_tags, use_experiment
+from mlops.tracking import git_commit, owned_run, use_experiment
 from mlops.train import FamilyRun, run_family, version_tags
 from mlops.tuning.objective import trial_params
 from mlops.tuning.study import (
@@ -112,8 +112,8 @@ def _session_run(
     if experiment_id is None:
         yield None
         return
-    tags = {"mlops.step": "tune", "mlops.data_digest": prepared.digest, **owner_tags()}
-    with mlflow.start_run(experiment_id=experiment_id, run_name="tune-session", tags=tags) as run:
+    tags = {"mlops.step": "tune", "mlops.data_digest": prepared.digest}
+    with owned_run(experiment_id=experiment_id, run_name="tune-session", tags=tags) as run:
         tune = config.tune
         settings = ("trials", "timeout_s", "workers", "sampler", "pruner")
         mlflow.log_params({name: getattr(tune, name) for name in settings})

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from mlops import tracking
 from tests.e2e.helpers import config_args, run_main, run_process
 
 pytestmark = pytest.mark.e2e
@@ -99,9 +101,38 @@ def test_the_next_step_fails_the_runs_a_dead_process_left_running(
         experiment_id,
         tags={"mlops.step": "tune", "mlops.host": host, "mlops.pid": str(os.getpid())},
     )
+    # Runs of another host (a pod gone, or still at work): told apart by their heartbeat.
+    silent, beating = (
+        client.create_run(
+            experiment_id,
+            tags={"mlops.host": "pod-a", "mlops.pid": "7", "mlops.heartbeat": str(int(when))},
+        )
+        for when in (time.time() - tracking.STALE_AFTER_S - 60, time.time())
+    )
     assert run_main("prepare.py", *config_args(tmp_path)) == 0
     failed = client.get_run(abandoned.info.run_id)
     assert failed.info.status == "FAILED"
     assert failed.data.tags["mlops.failure_reason"].startswith(f"process {dead_pid} on {host}")
-    assert client.get_run(live.info.run_id).info.status == "RUNNING"
-    client.set_terminated(live.info.run_id)
+    assert client.get_run(silent.info.run_id).info.status == "FAILED"
+    reason = client.get_run(silent.info.run_id).data.tags["mlops.failure_reason"]
+    assert reason.startswith("no heartbeat from pod-a for")
+    for still in (live, beating):
+        assert client.get_run(still.info.run_id).info.status == "RUNNING"
+        client.set_terminated(still.info.run_id)
+
+
+def test_an_open_run_keeps_its_heartbeat_fresh(
+    mlflow_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracking, "HEARTBEAT_S", 0.05)
+    tracking.use_experiment("heartbeat")
+    with tracking.owned_run(run_name="long step") as run:
+        first = int(run.data.tags["mlops.heartbeat"])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            beat = MlflowClient().get_run(run.info.run_id).data.tags["mlops.heartbeat"]
+            if int(beat) > first:
+                break
+            time.sleep(0.1)
+        assert int(beat) > first
+    assert run.data.tags["mlops.host"] == socket.gethostname()
