@@ -157,7 +157,8 @@ class Batcher:
     async def _run(self, batch: list[Job]) -> None:
         self._running += 1
         try:
-            self.metrics.observe_batch([time.perf_counter() - job.enqueued for job in batch])
+            now = time.perf_counter()
+            self.metrics.observe_batch(batch[0].model, [now - job.enqueued for job in batch])
             if not await self._predict(batch) and len(batch) > 1:
                 for job in batch:  # one bad request must not fail its neighbours: one by one
                     await self._predict([job])

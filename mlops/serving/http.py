@@ -1,8 +1,9 @@
 """What both protocols' endpoints share: services, body limits, tokens, JSON, the predict path.
 
-`predict_request` is the one road from an HTTP request to predictions: token, readiness, body
-(413 over `max_body_bytes` whether Content-Length says so, lies or is absent), decode and validate
-(in a thread for large bodies), batch queue (503 when full, 504 past the time budget).
+`predict_request` is the one road from an HTTP request to predictions: token, readiness, the
+version that answers (the champion, or a canary for its share), body (413 over `max_body_bytes`
+whether Content-Length says so, lies or is absent), decode and validate (in a thread for large
+bodies), batch queue (503 when full, 504 past the time budget).
 """
 
 from __future__ import annotations
@@ -21,7 +22,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mlops.serving.batching import Batcher
-from mlops.serving.errors import BodyTimeout, BodyTooLarge, InputError, Unauthorized
+from mlops.serving.errors import (
+    BodyTimeout,
+    BodyTooLarge,
+    InputError,
+    RequestError,
+    Unauthorized,
+)
 from mlops.serving.lifecycle import ModelManager
 from mlops.serving.metrics import Metrics
 from mlops.serving.model import Options, Prediction, ServedModel
@@ -114,7 +121,7 @@ async def predict_request(
     found = services(request)
     config = found.settings.serve
     check_token(request, found.settings.api_token)
-    model = found.models.require()
+    model = found.models.pick(request.headers, request.path_params.get("version"))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + config.request_timeout_s
     batcher = found.batcher
@@ -130,7 +137,12 @@ async def predict_request(
         finally:
             batcher.arriving -= 1
         model.check_options(decoded.options)
-        prediction = await batcher.predict(model, decoded.table, decoded.options, deadline)
+        try:
+            prediction = await batcher.predict(model, decoded.table, decoded.options, deadline)
+        except RequestError:  # 5xx: the model failed, or ran out of time
+            found.models.answered(model, ok=False)
+            raise
+        found.models.answered(model, ok=True)
     finally:
         batcher.admitted -= 1
     # Rows predicted are checked against the profile on the loop's next turn: by then the answer
@@ -141,7 +153,7 @@ async def predict_request(
 
 def _count_drift(metrics: Metrics, model: ServedModel, table: Table) -> None:
     for column, count in drift_counts(model.schema, table):
-        metrics.drift.labels(column).inc(count)
+        metrics.drift.labels(model.ref.version, column).inc(count)
 
 
 def version_headers(model: ServedModel) -> dict[str, str]:

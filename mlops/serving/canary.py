@@ -1,0 +1,88 @@
+"""The canary: a second version beside the champion that answers a share of prediction requests.
+
+The model manager (lifecycle.py) looks up the `canary` alias and its weight tag on every alias
+check, loads and warms the version up beside the champion, then puts a `Canary` in rotation. A
+request goes to it with probability weight / 100, or, when it carries `X-Routing-Key`, when a
+stable hash of the key falls below the weight: the same key lands on the same version in every
+worker and pod. While a canary is in rotation both sides' last `window` answers are remembered (an
+error is a 5xx); a canary whose error ratio exceeds the champion's by more than `max_excess` is
+taken out of rotation, and the champion answers everything until the alias moves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mlflow import MlflowClient
+
+from mlops.registry import CANARY, CANARY_WEIGHT_TAG
+from mlops.serving.model import ServedModel
+
+ROUTING_HEADER = "x-routing-key"
+_KEY_BUCKETS = 10_000  # a routing key's hash picks one of these: weights to 0.01 %
+
+
+@dataclass(frozen=True)
+class CanaryTarget:
+    """What the registry says now: the version @canary names and its percent of requests."""
+
+    version: str
+    weight: float
+
+
+def lookup_canary(name: str) -> CanaryTarget | None:
+    """@canary of registered model `name` and its weight (blocking registry I/O). A weight that
+    is missing or not a number counts as 0: loaded and watched, but sent no requests."""
+    model = MlflowClient().get_registered_model(name)
+    version = model.aliases.get(CANARY)
+    if version is None:
+        return None
+    try:
+        weight = float(model.tags.get(CANARY_WEIGHT_TAG, 0))
+    except ValueError:
+        weight = 0.0
+    return CanaryTarget(str(version), min(max(weight, 0.0), 100.0))
+
+
+class Canary:
+    def __init__(self, model: ServedModel, weight: float, window: int, max_excess: float) -> None:
+        self.model = model
+        self.weight = weight
+        self.active = True
+        self.window = window
+        self.max_excess = max_excess
+        self._errors = {True: deque[bool](maxlen=window), False: deque[bool](maxlen=window)}
+
+    def pick(self, champion: ServedModel, headers: Mapping[str, str]) -> ServedModel:
+        if not self.active:
+            return champion
+        key = headers.get(ROUTING_HEADER)
+        share = random.random() * 100 if key is None else _key_share(key)
+        return self.model if share < self.weight else champion
+
+    def record(self, model: ServedModel, ok: bool) -> bool:
+        """Remember one answer of `model`; True when it takes the canary out of rotation."""
+        is_canary = model is self.model
+        self._errors[is_canary].append(not ok)
+        if ok or not is_canary or not self.active:
+            return False
+        canary_ratio, champion_ratio = self.error_ratios()
+        self.active = canary_ratio - champion_ratio <= self.max_excess
+        return not self.active
+
+    def error_ratios(self) -> tuple[float, float]:
+        """(canary, champion). The canary's errors are divided by the whole window even before it
+        fills: a lower bound of the full window's ratio, so a failing canary leaves after a few
+        errors rather than after `window` requests."""
+        champion = self._errors[False]
+        return sum(self._errors[True]) / self.window, sum(champion) / max(1, len(champion))
+
+
+def _key_share(key: str) -> float:
+    """The key's place in [0, 100): the same in every process (Python's `hash` is salted)."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest) % _KEY_BUCKETS * 100 / _KEY_BUCKETS
