@@ -203,6 +203,7 @@ class Metrics:
         if previous is not None:
             self.model_info.labels(*info_labels(previous)).set(0)
         self.model_info.labels(*info_labels(model)).set(1)
+        self.series(model)  # at zero from the start: "no predictions yet" is a series too
         if kind != "canary":
             self.load_seconds.set(model.load_seconds)
         self.loads.labels(kind, "success").inc()
