@@ -161,6 +161,7 @@ class ModelManager:
         canary = self.canary
         if canary is not None and canary.record(model, ok):
             self.metrics.canary_active.set(0)
+            self.metrics.model_info.labels(*info_labels(canary.model)).set(0)
             ours, champions = (100 * ratio for ratio in canary.error_ratios())
             message = "canary version %s out of rotation: %.1f %% of its last %d answers failed"
             version = canary.model.ref.version
