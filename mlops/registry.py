@@ -17,8 +17,11 @@ CHALLENGER = "challenger"
 CHAMPION = "champion"
 PREVIOUS = "previous"
 CANARY = "canary"
-# Percent of prediction requests the @canary version answers (docs/serving.md, "Canary").
+# Percent of prediction requests the @canary version answers, or gets a copy of in shadow mode
+# (docs/serving.md, "Canary").
 CANARY_WEIGHT_TAG = "canary.weight"
+CANARY_MODE_TAG = "canary.mode"
+CANARY_MODES = ("split", "shadow")
 # What the registry answers for a missing alias (SQL store) or a missing model.
 _MISSING = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"})
 
@@ -40,30 +43,35 @@ def alias_version(name: str, alias: str) -> str | None:
         raise
 
 
-def start_canary(name: str, version: str, weight_percent: float) -> None:
-    """Point @canary at `version` with `weight_percent` of the traffic (or change its weight).
-    The weight is written first: a server never sees the alias without it."""
+def start_canary(name: str, version: str, weight_percent: float, mode: str = "split") -> None:
+    """Point @canary at `version` with `weight_percent` of the traffic (or change its weight or
+    mode). The tags are written first: a server never sees the alias without them."""
     if not 0 <= weight_percent <= 100:
         raise RegistryError(
             f"canary weight must be between 0 and 100 percent, got {weight_percent}"
         )
+    if mode not in CANARY_MODES:
+        raise RegistryError(f"canary mode must be one of {', '.join(CANARY_MODES)}, got {mode!r}")
     client = MlflowClient()
     client.get_model_version(name, version)  # an unknown version: the registry's error
     if alias_version(name, CHAMPION) == version:
         raise RegistryError(f"{name} v{version} is the champion already")
     client.set_registered_model_tag(name, CANARY_WEIGHT_TAG, f"{weight_percent:g}")
+    client.set_registered_model_tag(name, CANARY_MODE_TAG, mode)
     client.set_registered_model_alias(name, CANARY, version)
-    log.info("%s v%s is @%s with %g %% of requests", name, version, CANARY, weight_percent)
+    log.info("%s v%s is @%s: %s, %g %% of requests", name, version, CANARY, mode, weight_percent)
 
 
 def stop_canary(name: str) -> str | None:
-    """Remove @canary and its weight (alias first: the servers drop it on their next check);
+    """Remove @canary and its tags (alias first: the servers drop it on their next check);
     return the version it named, if any."""
     version = alias_version(name, CANARY)
     client = MlflowClient()
     if version is not None:
         client.delete_registered_model_alias(name, CANARY)
-    if CANARY_WEIGHT_TAG in client.get_registered_model(name).tags:
-        client.delete_registered_model_tag(name, CANARY_WEIGHT_TAG)
+    tags = client.get_registered_model(name).tags
+    for tag in (CANARY_WEIGHT_TAG, CANARY_MODE_TAG):
+        if tag in tags:
+            client.delete_registered_model_tag(name, tag)
     log.info("%s has no @%s (was v%s)", name, CANARY, version)
     return version

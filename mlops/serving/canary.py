@@ -4,9 +4,11 @@ The model manager (lifecycle.py) looks up the `canary` alias and its weight tag 
 check, loads and warms the version up beside the champion, then puts a `Canary` in rotation. A
 request goes to it with probability weight / 100, or, when it carries `X-Routing-Key`, when a
 stable hash of the key falls below the weight: the same key lands on the same version in every
-worker and pod. While a canary is in rotation both sides' last `window` answers are remembered (an
-error is a 5xx); a canary whose error ratio exceeds the champion's by more than `max_excess` is
-taken out of rotation, and the champion answers everything until the alias moves.
+worker and pod. In shadow mode the champion answers every request, and that share of them is
+also predicted by the canary in the background (`copies`), to compare latency and predictions.
+While a canary is in rotation both sides' last `window` answers are remembered (an error is a
+5xx); a canary whose error ratio exceeds the champion's by more than `max_excess` is taken out of
+rotation, and the champion answers everything until the alias moves.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 
 from mlflow import MlflowClient
 
-from mlops.registry import CANARY, CANARY_WEIGHT_TAG
+from mlops.registry import CANARY, CANARY_MODE_TAG, CANARY_WEIGHT_TAG
 from mlops.serving.model import ServedModel
 
 ROUTING_HEADER = "x-routing-key"
@@ -28,10 +30,16 @@ _KEY_BUCKETS = 10_000  # a routing key's hash picks one of these: weights to 0.0
 
 @dataclass(frozen=True)
 class CanaryTarget:
-    """What the registry says now: the version @canary names and its percent of requests."""
+    """What the registry says now: the version @canary names, its percent of requests, and
+    whether it only gets copies of them (shadow mode)."""
 
     version: str
     weight: float
+    shadow: bool = False
+
+    def __str__(self) -> str:
+        share = "gets a copy of" if self.shadow else "answers"
+        return f"canary version {self.version} {share} {self.weight:g} % of requests"
 
 
 def lookup_canary(name: str) -> CanaryTarget | None:
@@ -45,24 +53,32 @@ def lookup_canary(name: str) -> CanaryTarget | None:
         weight = float(model.tags.get(CANARY_WEIGHT_TAG, 0))
     except ValueError:
         weight = 0.0
-    return CanaryTarget(str(version), min(max(weight, 0.0), 100.0))
+    shadow = model.tags.get(CANARY_MODE_TAG) == "shadow"
+    return CanaryTarget(str(version), min(max(weight, 0.0), 100.0), shadow)
 
 
 class Canary:
-    def __init__(self, model: ServedModel, weight: float, window: int, max_excess: float) -> None:
+    def __init__(
+        self, model: ServedModel, target: CanaryTarget, window: int, max_excess: float
+    ) -> None:
         self.model = model
-        self.weight = weight
+        self.target = target
         self.active = True
         self.window = window
         self.max_excess = max_excess
         self._errors = {True: deque[bool](maxlen=window), False: deque[bool](maxlen=window)}
 
     def pick(self, champion: ServedModel, headers: Mapping[str, str]) -> ServedModel:
-        if not self.active:
+        if not self.active or self.target.shadow:
             return champion
         key = headers.get(ROUTING_HEADER)
         share = random.random() * 100 if key is None else _key_share(key)
-        return self.model if share < self.weight else champion
+        return self.model if share < self.target.weight else champion
+
+    def copies(self) -> bool:
+        """Whether the request just answered by the champion also goes to the canary (shadow)."""
+        target = self.target
+        return target.shadow and self.active and random.random() * 100 < target.weight
 
     def record(self, model: ServedModel, ok: bool) -> bool:
         """Remember one answer of `model`; True when it takes the canary out of rotation."""

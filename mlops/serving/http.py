@@ -3,7 +3,8 @@
 `predict_request` is the one road from an HTTP request to predictions: token, readiness, the
 version that answers (the champion, or a canary for its share), body (413 over `max_body_bytes`
 whether Content-Length says so, lies or is absent), decode and validate (in a thread for large
-bodies), batch queue (503 when full, 504 past the time budget).
+bodies), batch queue (503 when full, 504 past the time budget); in shadow mode, a copy for the
+canary once the champion's answer is on its way.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mlops.serving.batching import Batcher
+from mlops.serving.canary import Canary
 from mlops.serving.errors import (
     BodyTimeout,
     BodyTooLarge,
@@ -145,10 +148,28 @@ async def predict_request(
         found.models.answered(model, ok=True)
     finally:
         batcher.admitted -= 1
+    canary = found.models.canary
+    if canary is not None and canary.copies():
+        batcher.spawn(_shadow(found, canary, decoded, prediction, deadline))
     # Rows predicted are checked against the profile on the loop's next turn: by then the answer
     # is written (the route sends it without waiting), so this is not part of its latency.
     loop.call_soon(_count_drift, found.metrics, model, decoded.table)
     return model, prediction, decoded
+
+
+async def _shadow(
+    found: Services, canary: Canary, decoded: Decoded, answer: Prediction, deadline: float
+) -> None:
+    """The canary predicts what the champion just answered: its latency and disagreements are
+    recorded, its errors judged as in rotation; the client never waits for it."""
+    started = time.perf_counter()
+    try:
+        copy = await found.batcher.predict(canary.model, decoded.table, decoded.options, deadline)
+    except RequestError:
+        found.models.answered(canary.model, ok=False)
+        return
+    found.models.answered(canary.model, ok=True)
+    found.metrics.shadowed(canary.model, time.perf_counter() - started, answer, copy)
 
 
 def _count_drift(metrics: Metrics, model: ServedModel, table: Table) -> None:

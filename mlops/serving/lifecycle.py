@@ -270,10 +270,9 @@ class ModelManager:
             self._failed_canary = ""
             self._drop_canary("no canary" if target is None else "it is the live version")
         elif canary is not None and canary.model.ref.version == target.version:
-            if canary.weight != target.weight:
-                canary.weight = target.weight
-                message = "canary version %s now answers %g %% of requests"
-                log.info(message, target.version, target.weight)
+            if canary.target != target:
+                canary.target = target
+                log.info("%s from now on", target)
         elif target.version != self._failed_canary or forced:
             await self._load_canary(target)
 
@@ -292,14 +291,14 @@ class ModelManager:
         model = dataclasses.replace(model, ref=dataclasses.replace(model.ref, alias=CANARY))
         config = self.config
         self.canary = Canary(
-            model, target.weight, config.canary_window_requests, config.canary_max_error_excess
+            model, target, config.canary_window_requests, config.canary_max_error_excess
         )
         _freeze_heap()
         self._failed_canary = ""
         self.metrics.model_loaded(model, None, "canary")
         self.metrics.canary_active.set(1)
         self._serve_drift()
-        log.info("canary version %s answers %g %% of requests", version, target.weight)
+        log.info("%s", target)
 
     def _drop_canary(self, why: str) -> None:
         canary, self.canary = self.canary, None

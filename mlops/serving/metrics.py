@@ -81,6 +81,18 @@ class Metrics:
             "Prediction requests a model version answered, by result (error: a 5xx answer).",
             ["version", "result"],
         )
+        self.shadow_rows = counter(
+            "mlops_shadow_rows",
+            "Rows a shadow canary predicted, by whether it agreed with the champion's answer.",
+            ["version", "result"],
+        )
+        self.shadow_seconds = Histogram(
+            "mlops_shadow_duration_seconds",
+            "Time from a shadow copy's queueing to the canary's predictions.",
+            ["version"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self._batch_metrics(registry, prediction_buckets)
         self._model_metrics(registry)
         self.drift_window = DriftMonitor(registry, drift_window_rows)
@@ -164,6 +176,18 @@ class Metrics:
     def answered(self, model: ServedModel, ok: bool) -> None:
         series = self.series(model)
         (series.ok if ok else series.error).inc()
+
+    def shadowed(
+        self, model: ServedModel, seconds: float, answer: Prediction, copy: Prediction
+    ) -> None:
+        """A shadow copy's latency, and its rows that differ from the champion's answer (any
+        difference: for regressors compare `mlops_prediction_value` by version instead)."""
+        version = model.ref.version
+        self.shadow_seconds.labels(version).observe(seconds)
+        ours, theirs = np.ravel(np.asarray(answer.values)), np.ravel(np.asarray(copy.values))
+        differ = int((ours != theirs).sum()) if ours.shape == theirs.shape else ours.size
+        self.shadow_rows.labels(version, "disagree").inc(differ)
+        self.shadow_rows.labels(version, "agree").inc(ours.size - differ)
 
     def observe_batch(self, model: ServedModel, waits: Sequence[float]) -> None:
         series = self.series(model)

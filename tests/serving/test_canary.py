@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import mlflow
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlops.registry import register
-from mlops.serving.canary import Canary
+from mlops.serving.canary import Canary, CanaryTarget
 from tests.conftest import REPO
 from tests.e2e.helpers import run_main
 from tests.serving.conftest import (
@@ -205,7 +207,7 @@ def test_no_request_fails_through_start_weight_change_and_stop_under_load(
         canary(store, "bc-canary", "--version", "2", "--weight", "10")
         eventually(lambda: "2" in load.versions())
         canary(store, "bc-canary", "--version", "2", "--weight", "90")
-        eventually(lambda: "now answers 90 % of requests" in bc.log())
+        eventually(lambda: "version 2 answers 90 % of requests from now on" in bc.log())
         canary(store, "bc-canary", "--stop")
         eventually(lambda: canary_active(bc) == 0)
         settled = sum(len(replies) for replies in load.replies)
@@ -237,6 +239,36 @@ def test_promoting_the_canary_graduates_it_without_a_failed_request(
     with using(store.uri):
         MlflowClient().set_registered_model_alias("bc-canary", "champion", "1")
     reload(bc)
+
+
+def shadow_rows(server: Server) -> dict[str, float]:
+    rows = samples(server, "mlops_shadow_rows_total")
+    return {s.labels["result"]: s.value for s in rows if s.labels["version"] == "2"}
+
+
+def requests_of(server: Server, version: str, result: str) -> float:
+    found = samples(server, "mlops_model_requests_total")
+    wanted = {"version": version, "result": result}
+    return sum(s.value for s in found if s.labels == wanted)
+
+
+def test_shadow_mode_answers_from_the_champion_and_compares_the_canary(
+    bc: Server, store: Store, bc_rows: list[list[float]], bc_columns: list[str]
+) -> None:
+    canary(store, "bc-canary", "--version", "2", "--weight", "100", "--mode", "shadow")
+    reload(bc)
+    copies = requests_of(bc, "2", "ok")
+    replies = [bc.post("/invocations", {"instances": bc_rows[i : i + 2]}) for i in range(0, 100, 2)]
+    assert answered_by(replies) == {"1": 50}
+    frame = pd.DataFrame(bc_rows[:100], columns=bc_columns)
+    with using(store.uri):
+        v1, v2 = (mlflow.pyfunc.load_model(f"models:/bc-canary/{v}") for v in (1, 2))
+    differ = int((v1.predict(frame) != v2.predict(frame)).sum())
+    assert differ > 0  # the two versions are told apart
+    eventually(lambda: shadow_rows(bc) == {"agree": 100 - differ, "disagree": differ})
+    assert requests_of(bc, "2", "ok") == copies + 50
+    (latency,) = [s for s in samples(bc, "mlops_shadow_duration_seconds_count")]
+    assert latency.value == 50 and latency.labels == {"version": "2"}
 
 
 @pytest.fixture(scope="module")
@@ -282,7 +314,7 @@ def test_a_canary_failing_more_than_the_champion_is_taken_out_of_rotation(
 
 def test_errors_the_champion_shares_keep_the_canary() -> None:
     champion, ours = object(), object()
-    judged = Canary(ours, 50.0, window=200, max_excess=0.05)  # type: ignore[arg-type]
+    judged = Canary(ours, CanaryTarget("2", 50.0), window=200, max_excess=0.05)  # type: ignore[arg-type]
     for _ in range(30):  # both sides fail alike: the canary is not worse
         assert not judged.record(champion, ok=False)  # type: ignore[arg-type]
         assert not judged.record(ours, ok=False)  # type: ignore[arg-type]
