@@ -14,6 +14,7 @@ rotation, and the champion answers everything until the alias moves.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 from collections import deque
 from collections.abc import Mapping
@@ -23,6 +24,8 @@ from mlflow import MlflowClient
 
 from mlops.registry import CANARY, CANARY_MODE_TAG, CANARY_WEIGHT_TAG
 from mlops.serving.model import ServedModel
+
+log = logging.getLogger(__name__)
 
 ROUTING_HEADER = "x-routing-key"
 _KEY_BUCKETS = 10_000  # a routing key's hash picks one of these: weights to 0.01 %
@@ -68,8 +71,16 @@ class Canary:
         self.max_excess = max_excess
         self._errors = {True: deque[bool](maxlen=window), False: deque[bool](maxlen=window)}
 
-    def pick(self, champion: ServedModel, headers: Mapping[str, str]) -> ServedModel:
-        if not self.active or self.target.shadow:
+    def pick(
+        self, champion: ServedModel, headers: Mapping[str, str], version: str | None
+    ) -> ServedModel:
+        """The canary for its share of requests (or when `version`, the one a request's path
+        names, is the canary's) while in rotation; else the champion."""
+        if not self.active:
+            return champion
+        if version is not None:
+            return self.model if version == self.model.ref.version else champion
+        if self.target.shadow:
             return champion
         key = headers.get(ROUTING_HEADER)
         share = random.random() * 100 if key is None else _key_share(key)
@@ -88,6 +99,15 @@ class Canary:
             return False
         canary_ratio, champion_ratio = self.error_ratios()
         self.active = canary_ratio - champion_ratio <= self.max_excess
+        if not self.active:
+            message = "canary version %s out of rotation: %.1f %% of its last %d answers failed"
+            log.error(
+                message + ", the champion's %.1f %%",
+                self.model.ref.version,
+                100 * canary_ratio,
+                self.window,
+                100 * champion_ratio,
+            )
         return not self.active
 
     def error_ratios(self) -> tuple[float, float]:

@@ -149,7 +149,7 @@ async def predict_request(
     finally:
         batcher.admitted -= 1
     canary = found.models.canary
-    if canary is not None and canary.copies():
+    if canary is not None and model is not canary.model and canary.copies():
         batcher.spawn(_shadow(found, canary, decoded, prediction, deadline))
     # Rows predicted are checked against the profile on the loop's next turn: by then the answer
     # is written (the route sends it without waiting), so this is not part of its latency.

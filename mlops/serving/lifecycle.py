@@ -24,7 +24,7 @@ from mlops.config import ServeConfig
 from mlops.registry import CANARY
 from mlops.serving.canary import Canary, CanaryTarget, lookup_canary
 from mlops.serving.errors import ModelLoadError, NotReady, RegistryUnavailable
-from mlops.serving.metrics import Metrics, info_labels
+from mlops.serving.metrics import Metrics
 from mlops.serving.model import ServedModel, load_model, one_line
 from mlops.serving.settings import ModelSource, resolve
 
@@ -144,15 +144,9 @@ class ModelManager:
         return model
 
     def pick(self, headers: Mapping[str, str], version: str | None = None) -> ServedModel:
-        """The model that answers a prediction request: the live one, or the canary in rotation
-        for its share of requests, or when the request names the canary's version."""
-        model = self.require()
-        canary = self.canary
-        if canary is None:
-            return model
-        if version is not None:
-            return canary.model if version == canary.model.ref.version and canary.active else model
-        return canary.pick(model, headers)
+        """The model that answers a prediction request (`version`: the one the path names)."""
+        model, canary = self.require(), self.canary
+        return model if canary is None else canary.pick(model, headers, version)
 
     def answered(self, model: ServedModel, ok: bool) -> None:
         """Count a prediction request's outcome for `model` (ok: not a 5xx); while a canary is in
@@ -160,12 +154,7 @@ class ModelManager:
         self.metrics.answered(model, ok)
         canary = self.canary
         if canary is not None and canary.record(model, ok):
-            self.metrics.canary_active.set(0)
-            self.metrics.model_info.labels(*info_labels(canary.model)).set(0)
-            ours, champions = (100 * ratio for ratio in canary.error_ratios())
-            message = "canary version %s out of rotation: %.1f %% of its last %d answers failed"
-            version = canary.model.ref.version
-            log.error(message + ", the champion's %.1f %%", version, ours, canary.window, champions)
+            self.metrics.canary_left(canary.model)
 
     async def wait_until_loaded(self) -> None:
         await self._loaded.wait()
@@ -304,8 +293,7 @@ class ModelManager:
         canary, self.canary = self.canary, None
         if canary is None:
             return
-        self.metrics.model_info.labels(*info_labels(canary.model)).set(0)
-        self.metrics.canary_active.set(0)
+        self.metrics.canary_left(canary.model)
         self._serve_drift()
         log.info("canary version %s out of rotation: %s", canary.model.ref.version, why)
 

@@ -173,6 +173,11 @@ class Metrics:
             found = self._versions[model.ref.version] = _ByVersion.of(self, model.ref.version)
         return found
 
+    def canary_left(self, model: ServedModel) -> None:
+        """The canary `model` answers no more requests (stopped, replaced or taken out)."""
+        self.canary_active.set(0)
+        self.model_info.labels(*info_labels(model)).set(0)
+
     def answered(self, model: ServedModel, ok: bool) -> None:
         series = self.series(model)
         (series.ok if ok else series.error).inc()
