@@ -7,7 +7,7 @@ Both models are loaded from the registry and scored on the test split prepared n
 gates pass (mlops/gates.py). Every decision is recorded as an MLflow run and as `promotion.*` tags
 on the judged version; a pass points `previous` at the old champion, then moves `champion`; a
 failure moves nothing (docs/tuning.md, "Promotion"). Promoting the `canary` version graduates it:
-its alias and weight go (docs/serving.md, "Canary").
+its alias and tags go (docs/serving.md, "Canary").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The MLflow model registry: versions and aliases (`challenger`, `champion`, `previous`,
-`canary`), and the canary's share of traffic, a tag on the registered model."""
+`canary`), and the canary's share of traffic and mode, tags on the registered model."""
 
 from __future__ import annotations
 
