@@ -30,6 +30,10 @@ PORT ?= 8080
 # Tuning worker processes (empty: tune.workers in CONFIG); promote VERSION=n instead of @challenger.
 WORKERS ?=
 VERSION ?=
+# make canary: the percent of prediction requests the canary version answers (MODE=shadow: gets
+# a copy of, while the champion answers).
+WEIGHT ?= 10
+MODE ?= split
 # Deploy: the image is $(IMAGE):$(TAG); OVERLAY picks k8s/overlays/<dev|prod>.
 REGISTRY ?= ghcr.io/example
 IMAGE ?= $(REGISTRY)/mlops
@@ -45,7 +49,7 @@ KIND_CLUSTER ?= kind
 help: ## List every target with a one-line description
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
-	@echo "Variables: CONFIG=$(CONFIG) ARGS='$(ARGS)' TUNE_ARGS='$(TUNE_ARGS)' BENCH_ARGS='$(BENCH_ARGS)' WORKERS=$(WORKERS) VERSION=$(VERSION) HOST=$(HOST) PORT=$(PORT) IMAGE=$(IMAGE) TAG=$(TAG) OVERLAY=$(OVERLAY) PLATFORM=$(PLATFORM)"
+	@echo "Variables: CONFIG=$(CONFIG) ARGS='$(ARGS)' TUNE_ARGS='$(TUNE_ARGS)' BENCH_ARGS='$(BENCH_ARGS)' WORKERS=$(WORKERS) VERSION=$(VERSION) WEIGHT=$(WEIGHT) MODE=$(MODE) HOST=$(HOST) PORT=$(PORT) IMAGE=$(IMAGE) TAG=$(TAG) OVERLAY=$(OVERLAY) PLATFORM=$(PLATFORM)"
 
 # The virtual environment is a file target: rebuilt only when the requirements change. uv installs
 # them several times faster than pip; pip is the fallback where uv itself cannot be installed.
@@ -109,7 +113,7 @@ $(STAMPS)/promote: $(STAMPS)/tune $(CONFIG) $(PROMOTE_SOURCES) | $(VENV)/.instal
 	$(PROMOTE) || [ $$? -eq 3 ]
 	@mkdir -p $(@D) && touch $@
 
-.PHONY: prepare train tune promote rollback all
+.PHONY: prepare train tune promote rollback canary canary-stop all
 prepare: $(STAMPS)/prepare ## Validate, snapshot and split the data set named in CONFIG
 train: $(STAMPS)/train ## Train every model family; register the best as `challenger`
 # tune and promote always run: a finished study resumes in seconds, and promotion re-judges.
@@ -120,6 +124,11 @@ promote: $(STAMPS)/prepare | $(VENV)/.installed ## Gate `challenger` (or VERSION
 	$(PROMOTE)
 rollback: | $(VENV)/.installed ## Point `champion` back at `previous`, the version it replaced
 	$(PY) scripts/promote.py --config $(CONFIG) --rollback $(ARGS)
+canary: | $(VENV)/.installed ## WEIGHT % of requests to VERSION=n (@canary; MODE=shadow: a copy); `promote VERSION=n` graduates it
+	@[ -n "$(VERSION)" ] || { echo "make canary needs VERSION=n (and WEIGHT=percent, default 10)" >&2; exit 1; }
+	$(PY) scripts/canary.py --config $(CONFIG) --version $(VERSION) --weight $(WEIGHT) --mode $(MODE) $(ARGS)
+canary-stop: | $(VENV)/.installed ## Remove @canary and its tags: the champion answers every request
+	$(PY) scripts/canary.py --config $(CONFIG) --stop $(ARGS)
 all: $(STAMPS)/promote ## Run the whole pipeline on CONFIG (prepare -> train -> tune -> promote)
 	@for step in prepare train tune promote; do \
 		if [ "$$(stat -c %Y $(STAMPS)/$$step)" -lt $(STARTED_S) ]; then \

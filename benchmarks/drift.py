@@ -93,7 +93,7 @@ def _window_rows(server: Started) -> str:
     url = server.url.replace("/invocations", "/metrics")
     with urllib.request.urlopen(url, timeout=10) as reply:
         lines = reply.read().decode().splitlines()
-    found = [line.split()[-1] for line in lines if line.startswith("mlops_drift_window_rows ")]
+    found = [line.split()[-1] for line in lines if line.startswith("mlops_drift_window_rows{")]
     return found[0] if found else ""
 
 

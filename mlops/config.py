@@ -299,6 +299,10 @@ class ServeConfig:
     )
     # Drift gauges compare the last this-many predicted rows with the training bins (0 = off).
     drift_window_rows: NonNegativeInt = 10_000
+    # Canary (the `canary` alias): taken out of rotation when its share of 5xx answers over its
+    # last canary_window_requests exceeds the champion's by more than canary_max_error_excess.
+    canary_window_requests: PositiveInt = 200
+    canary_max_error_excess: Fraction = 0.05
 
     def __post_init__(self) -> None:
         if list(self.prediction_buckets) != sorted(self.prediction_buckets):

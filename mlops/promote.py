@@ -6,7 +6,8 @@ python scripts/promote.py --config configs/default.yaml --rollback
 Both models are loaded from the registry and scored on the test split prepared now, once the data
 gates pass (mlops/gates.py). Every decision is recorded as an MLflow run and as `promotion.*` tags
 on the judged version; a pass points `previous` at the old champion, then moves `champion`; a
-failure moves nothing (docs/tuning.md, "Promotion").
+failure moves nothing (docs/tuning.md, "Promotion"). Promoting the `canary` version graduates it:
+its alias and tags go (docs/serving.md, "Canary").
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from mlops.errors import RegistryError
 from mlops.evaluate import check_metric, evaluate
 from mlops.gates import Gate, Verdict, metric_gates, same_data, same_split
 from mlops.models.torch_mlp import torch_thread_limit
-from mlops.registry import CHALLENGER, CHAMPION, PREVIOUS, alias_version
+from mlops.registry import CANARY, CHALLENGER, CHAMPION, PREVIOUS, alias_version, stop_canary
 from mlops.sources import first_line
 from mlops.tracking import configure_tracking, owned_run, use_experiment
 
@@ -78,6 +79,8 @@ def promote(config: Config, version: str | None = None, ignore_champion: bool = 
             client.set_registered_model_alias(name, PREVIOUS, champion)
         client.set_registered_model_alias(name, CHAMPION, challenger)
         log.info("%s v%s is @%s (previous: %s)", name, challenger, CHAMPION, champion)
+        if alias_version(name, CANARY) == challenger:  # the canary graduates
+            stop_canary(name)
     return decision
 
 

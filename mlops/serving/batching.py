@@ -67,7 +67,7 @@ class Batcher:
         self._running = 0  # batches being predicted
 
     def start(self) -> None:
-        self._spawn(self._dispatch())
+        self.spawn(self._dispatch())
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -107,7 +107,8 @@ class Batcher:
         known = math.isfinite(self.rows_per_s)
         self.rows_per_s = 0.8 * self.rows_per_s + 0.2 * speed if known else speed
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run `coroutine` as a task the batcher holds, and cancels when it stops."""
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -116,7 +117,7 @@ class Batcher:
         while True:
             await self._slots.acquire()
             batch = await self._next_batch()
-            self._spawn(self._run(batch))
+            self.spawn(self._run(batch))
 
     async def _next_batch(self) -> list[Job]:
         while True:
@@ -157,7 +158,8 @@ class Batcher:
     async def _run(self, batch: list[Job]) -> None:
         self._running += 1
         try:
-            self.metrics.observe_batch([time.perf_counter() - job.enqueued for job in batch])
+            now = time.perf_counter()
+            self.metrics.observe_batch(batch[0].model, [now - job.enqueued for job in batch])
             if not await self._predict(batch) and len(batch) > 1:
                 for job in batch:  # one bad request must not fail its neighbours: one by one
                     await self._predict([job])

@@ -5,8 +5,9 @@ predictions on the validation split (mlops/profile.py). `reference` turns them i
 numeric column its bins plus "missing", per categorical column its categories plus "other" (unseen
 in training) plus "missing", and the prediction's classes plus "other" or its bins. Each predicted
 row becomes one bucket index per column, kept in a ring of the last `serve.drift_window_rows` rows
-with running counts per bucket, so the window slides by subtracting the rows it drops. The gauges
-(`_gauges`) are set at most once a second and on every scrape; a model without bins (logged before
+with running counts per bucket, so the window slides by subtracting the rows it drops. Each version
+served (the champion, and a canary beside it) has its own window. The gauges (`_gauges`, labelled
+by version) are set at most once a second and on every scrape; a model without bins (logged before
 them, or not by our pipeline) exports none.
 
 The batcher hands each predicted batch over on the event loop's next turn, after the answers are
@@ -223,36 +224,43 @@ class Window:
 
 
 class DriftMonitor:
-    """The window of the model being served and the four drift gauges. Every method runs on the
-    event loop. The gauges exist only while the model has bins: they are created for a model
-    with bins and unregistered when it is replaced (with several workers, prometheus-client keeps
-    the last values of a replaced model's columns in its files)."""
+    """A window per version being served and the four drift gauges. Every method runs on the
+    event loop. The gauges exist only while a served model has bins: they are created anew
+    whenever the versions served change (with several workers, prometheus-client keeps the last
+    values of a replaced model's columns in its files)."""
 
     def __init__(self, registry: CollectorRegistry, window_rows: int) -> None:
         self.registry = registry
         self.window_rows = window_rows
-        self.window: Window | None = None
+        self.windows: dict[str, Window] = {}  # version -> its window
         self._gauges: list[Gauge] = []
         self._pending: asyncio.TimerHandle | None = None
         self._stale = False
 
-    def reset(self, model: ServedModel) -> None:
-        """A new model is serving: an empty window over its buckets, or none without bins."""
+    def serve(self, models: Sequence[ServedModel]) -> None:
+        """These models are serving now: each keeps its window, a new one starts empty; models
+        without bins have none."""
         for gauge in self._gauges:
             self.registry.unregister(gauge)
-        self._gauges, self.window = [], None
-        if model.drift is not None and self.window_rows > 0:
-            self.window = Window(model.drift, self.window_rows)
-            self._gauges = _gauges(self.registry, model.drift)
-            self._stale = True
-            self.publish()
+        windows: dict[str, Window] = {}
+        for model in models if self.window_rows > 0 else ():
+            kept = self.windows.get(model.ref.version)
+            if kept is not None and kept.reference is model.drift:
+                windows[model.ref.version] = kept
+            elif model.drift is not None:
+                windows[model.ref.version] = Window(model.drift, self.window_rows)
+        self.windows = windows
+        references = [window.reference for window in windows.values()]
+        self._gauges = _gauges(self.registry, references) if references else []
+        self._stale = True
+        self.publish()
 
     def observe(
         self, model: ServedModel, tables: Sequence[Table], parts: Sequence[Prediction]
     ) -> None:
         """Add a predicted batch to the window (one job's rows per table, its answer per part);
         batches of a replaced model are dropped."""
-        window = self.window
+        window = self.windows.get(model.ref.version)
         if window is None or model.drift is not window.reference:  # a replaced model's batch
             return
         data = tables[0].data if len(tables) == 1 else np.concatenate([t.data for t in tables])
@@ -268,23 +276,26 @@ class DriftMonitor:
     def publish(self) -> None:
         """Set the gauges from the window (on a timer after a batch, and before each scrape)."""
         self._pending = None
-        window = self.window
-        if window is None or not self._stale:
+        if not self.windows or not self._stale:
             return
         self._stale = False
+        for version, window in self.windows.items():
+            self._publish(version, window)
+
+    def _publish(self, version: str, window: Window) -> None:
         psi_gauge, missing_gauge, rows_gauge, *prediction = self._gauges
-        rows_gauge.set(window.filled)
+        rows_gauge.labels(version).set(window.filled)
         if not window.filled:
             return
         names, by_column, ratios = window.reference.names, window.psi(), window.missing_ratio()
         for name, value, ratio in zip(names, by_column.tolist(), ratios.tolist(), strict=False):
-            psi_gauge.labels(name).set(value)
-            missing_gauge.labels(name).set(ratio)
-        if prediction:  # the last column
-            prediction[0].set(float(by_column[-1]))
+            psi_gauge.labels(version, name).set(value)
+            missing_gauge.labels(version, name).set(ratio)
+        if prediction and window.reference.prediction is not None:  # the last column
+            prediction[0].labels(version).set(float(by_column[-1]))
 
 
-def _gauges(registry: CollectorRegistry, reference: Reference) -> list[Gauge]:
+def _gauges(registry: CollectorRegistry, references: Sequence[Reference]) -> list[Gauge]:
     """Feature PSI, missing ratio, window rows and, when the predictions are profiled, their PSI.
     With several workers, /metrics shows the largest PSI and missing ratio of any worker and the
     sum of their windows."""
@@ -293,16 +304,21 @@ def _gauges(registry: CollectorRegistry, reference: Reference) -> list[Gauge]:
         gauge(
             "mlops_feature_drift_psi",
             "PSI of each column's values in the drift window against the training split.",
-            ["column"],
+            ["version", "column"],
         ),
         gauge(
             "mlops_feature_missing_ratio",
             "Share of the drift window's rows missing each column.",
-            ["column"],
+            ["version", "column"],
         ),
-        gauge("mlops_drift_window_rows", "Rows in the drift window.", multiprocess_mode="livesum"),
+        gauge(
+            "mlops_drift_window_rows",
+            "Rows in the drift window.",
+            ["version"],
+            multiprocess_mode="livesum",
+        ),
     ]
-    if reference.prediction is not None:
+    if any(reference.prediction is not None for reference in references):
         psi_doc = "PSI of the drift window's predictions against the validation split's."
-        gauges.append(gauge("mlops_prediction_drift_psi", psi_doc))
+        gauges.append(gauge("mlops_prediction_drift_psi", psi_doc, ["version"]))
     return gauges

@@ -1,8 +1,10 @@
 """What both protocols' endpoints share: services, body limits, tokens, JSON, the predict path.
 
-`predict_request` is the one road from an HTTP request to predictions: token, readiness, body
-(413 over `max_body_bytes` whether Content-Length says so, lies or is absent), decode and validate
-(in a thread for large bodies), batch queue (503 when full, 504 past the time budget).
+`predict_request` is the one road from an HTTP request to predictions: token, readiness, the
+version that answers (the champion, or a canary for its share), body (413 over `max_body_bytes`
+whether Content-Length says so, lies or is absent), decode and validate (in a thread for large
+bodies), batch queue (503 when full, 504 past the time budget); in shadow mode, a copy for the
+canary once the champion's answer is on its way.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -21,7 +24,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mlops.serving.batching import Batcher
-from mlops.serving.errors import BodyTimeout, BodyTooLarge, InputError, Unauthorized
+from mlops.serving.canary import Canary
+from mlops.serving.errors import (
+    BodyTimeout,
+    BodyTooLarge,
+    InputError,
+    RequestError,
+    Unauthorized,
+)
 from mlops.serving.lifecycle import ModelManager
 from mlops.serving.metrics import Metrics
 from mlops.serving.model import Options, Prediction, ServedModel
@@ -114,7 +124,7 @@ async def predict_request(
     found = services(request)
     config = found.settings.serve
     check_token(request, found.settings.api_token)
-    model = found.models.require()
+    model = found.models.pick(request.headers, request.path_params.get("version"))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + config.request_timeout_s
     batcher = found.batcher
@@ -130,18 +140,41 @@ async def predict_request(
         finally:
             batcher.arriving -= 1
         model.check_options(decoded.options)
-        prediction = await batcher.predict(model, decoded.table, decoded.options, deadline)
+        try:
+            prediction = await batcher.predict(model, decoded.table, decoded.options, deadline)
+        except RequestError:  # 5xx: the model failed, or ran out of time
+            found.models.answered(model, ok=False)
+            raise
+        found.models.answered(model, ok=True)
     finally:
         batcher.admitted -= 1
+    canary = found.models.canary
+    if canary is not None and model is not canary.model and canary.copies():
+        batcher.spawn(_shadow(found, canary, decoded, prediction, deadline))
     # Rows predicted are checked against the profile on the loop's next turn: by then the answer
     # is written (the route sends it without waiting), so this is not part of its latency.
     loop.call_soon(_count_drift, found.metrics, model, decoded.table)
     return model, prediction, decoded
 
 
+async def _shadow(
+    found: Services, canary: Canary, decoded: Decoded, answer: Prediction, deadline: float
+) -> None:
+    """The canary predicts what the champion just answered: its latency and disagreements are
+    recorded, its errors judged as in rotation; the client never waits for it."""
+    started = time.perf_counter()
+    try:
+        copy = await found.batcher.predict(canary.model, decoded.table, decoded.options, deadline)
+    except RequestError:
+        found.models.answered(canary.model, ok=False)
+        return
+    found.models.answered(canary.model, ok=True)
+    found.metrics.shadowed(canary.model, time.perf_counter() - started, answer, copy)
+
+
 def _count_drift(metrics: Metrics, model: ServedModel, table: Table) -> None:
     for column, count in drift_counts(model.schema, table):
-        metrics.drift.labels(column).inc(count)
+        metrics.drift.labels(model.ref.version, column).inc(count)
 
 
 def version_headers(model: ServedModel) -> dict[str, str]:

@@ -4,20 +4,25 @@ The server is live at once, even with the registry down, and ready once the firs
 warm-up succeed. An alias is watched every `reload_interval_s` (and on POST /admin/reload): a new
 version is loaded and warmed up in a thread while the old one serves, then swapped in by one
 assignment. A version that fails is not retried until the alias moves again (or an admin asks).
+The same check follows the `canary` alias (canary.py), loading its version beside the live one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlops.config import ServeConfig
+from mlops.registry import CANARY
+from mlops.serving.canary import Canary, CanaryTarget, lookup_canary
 from mlops.serving.errors import ModelLoadError, NotReady, RegistryUnavailable
 from mlops.serving.metrics import Metrics
 from mlops.serving.model import ServedModel, load_model, one_line
@@ -118,8 +123,10 @@ class ModelManager:
         self.metrics = metrics
         self.marks = marks
         self.current: ServedModel | None = None
+        self.canary: Canary | None = None
         self.draining = False
         self._failed_version = ""
+        self._failed_canary = ""
         self._lock = asyncio.Lock()
         self._loaded = asyncio.Event()
         self._registry_warnings = RateLimitedLog(REGISTRY_WARNING_EVERY_S)
@@ -136,6 +143,19 @@ class ModelManager:
         if model is None:
             raise NotReady(f"model {self.source.uri} is not loaded yet")
         return model
+
+    def pick(self, headers: Mapping[str, str], version: str | None = None) -> ServedModel:
+        """The model that answers a prediction request (`version`: the one the path names)."""
+        model, canary = self.require(), self.canary
+        return model if canary is None else canary.pick(model, headers, version)
+
+    def answered(self, model: ServedModel, ok: bool) -> None:
+        """Count a prediction request's outcome for `model` (ok: not a 5xx); while a canary is in
+        rotation, judge it."""
+        self.metrics.answered(model, ok)
+        canary = self.canary
+        if canary is not None and canary.record(model, ok):
+            self.metrics.canary_left(canary.model)
 
     async def wait_until_loaded(self) -> None:
         await self._loaded.wait()
@@ -157,7 +177,10 @@ class ModelManager:
 
     async def _run(self) -> None:
         await self._first_load()
-        if not self.source.alias or self.config.reload_interval_s <= 0:
+        if not self.source.alias:
+            return
+        await self.reload(forced=False)  # the canary, without waiting for the first interval
+        if self.config.reload_interval_s <= 0:
             return
         while True:
             await asyncio.sleep(self.config.reload_interval_s)
@@ -182,27 +205,39 @@ class ModelManager:
                 self._install(model, "initial")
 
     async def reload(self, forced: bool) -> ReloadOutcome:
-        """Load the version the alias names now if it differs from the live one."""
+        """Load the version the alias names now if it differs from the live one; then the same
+        for the canary."""
         async with self._lock:
-            if self.current is None:
-                return ReloadOutcome(False, "", error=f"model {self.source.uri} is not loaded yet")
-            serving = self.current.ref.version
-            try:
-                ref = await asyncio.to_thread(resolve, self.source)
-            except Exception as err:  # registry down or alias deleted: keep serving, say so
-                self.metrics.registry_errors.inc()
-                self._registry_warnings.failed(f"cannot look up {self.source.uri}: {one_line(err)}")
-                return ReloadOutcome(False, serving, error=REGISTRY_DOWN)
-            self._registry_warnings.recovered(f"{self.source.uri} can be looked up again")
-            skip = ref.version == self._failed_version and not forced
-            if ref.version == serving or skip:
-                return ReloadOutcome(False, serving)
-            return await self._swap(ref.version, serving)
+            outcome = await self._reload(forced)
+            if outcome.version and outcome.error != REGISTRY_DOWN and self.source.alias != CANARY:
+                await self._follow_canary(forced)
+            return outcome
+
+    async def _reload(self, forced: bool) -> ReloadOutcome:
+        if self.current is None:
+            return ReloadOutcome(False, "", error=f"model {self.source.uri} is not loaded yet")
+        serving = self.current.ref.version
+        try:
+            ref = await asyncio.to_thread(resolve, self.source)
+        except Exception as err:  # registry down or alias deleted: keep serving, say so
+            self.metrics.registry_errors.inc()
+            self._registry_warnings.failed(f"cannot look up {self.source.uri}: {one_line(err)}")
+            return ReloadOutcome(False, serving, error=REGISTRY_DOWN)
+        self._registry_warnings.recovered(f"{self.source.uri} can be looked up again")
+        skip = ref.version == self._failed_version and not forced
+        if ref.version == serving or skip:
+            return ReloadOutcome(False, serving)
+        return await self._swap(ref.version, serving)
 
     async def _swap(self, version: str, serving: str) -> ReloadOutcome:
         log.info("alias %s moved to version %s; loading it", self.source.uri, version)
+        canary = self.canary
         try:
-            model = await asyncio.to_thread(self._load)
+            if canary is not None and canary.model.ref.version == version:  # graduated
+                ref = dataclasses.replace(canary.model.ref, alias=self.source.alias)
+                model = dataclasses.replace(canary.model, ref=ref)
+            else:
+                model = await asyncio.to_thread(self._load)
         except ModelLoadError as err:
             self._failed_version = version
             self.metrics.loads.labels("reload", "failure").inc()
@@ -212,26 +247,87 @@ class ModelManager:
         self._install(model, "reload")
         return ReloadOutcome(True, model.ref.version, previous=serving)
 
-    def _load(self) -> ServedModel:
-        return load_model(self.source, self.config.warmup_rows, self.config.model_threads)
+    async def _follow_canary(self, forced: bool) -> None:
+        """Load, re-weigh or drop the canary as the registry says now."""
+        try:
+            target = await asyncio.to_thread(lookup_canary, self.source.name)
+        except Exception as err:  # registry down: keep the canary as it is, say so
+            self.metrics.registry_errors.inc()
+            self._registry_warnings.failed(f"cannot look up @{CANARY}: {one_line(err)}")
+            return
+        canary, serving = self.canary, self.current
+        if target is None or serving is None or target.version == serving.ref.version:
+            self._failed_canary = ""
+            self._drop_canary("no canary" if target is None else "it is the live version")
+        elif canary is not None and canary.model.ref.version == target.version:
+            if canary.target != target:
+                canary.target = target
+                log.info("%s from now on", target)
+        elif target.version != self._failed_canary or forced:
+            await self._load_canary(target)
+
+    async def _load_canary(self, target: CanaryTarget) -> None:
+        log.info("alias @%s moved to version %s; loading it", CANARY, target.version)
+        self._drop_canary(f"version {target.version} replaces it")
+        name, version = self.source.name, target.version
+        source = ModelSource(f"models:/{name}/{version}", name, version=version)
+        try:
+            model = await asyncio.to_thread(self._load, source)
+        except ModelLoadError as err:
+            self._failed_canary = target.version
+            self.metrics.loads.labels("canary", "failure").inc()
+            log.error("canary version %s not in rotation, the champion answers: %s", version, err)
+            return
+        model = dataclasses.replace(model, ref=dataclasses.replace(model.ref, alias=CANARY))
+        config = self.config
+        self.canary = Canary(
+            model, target, config.canary_window_requests, config.canary_max_error_excess
+        )
+        _freeze_heap()
+        self._failed_canary = ""
+        self.metrics.model_loaded(model, None, "canary")
+        self.metrics.canary_active.set(1)
+        self._serve_drift()
+        log.info("%s", target)
+
+    def _drop_canary(self, why: str) -> None:
+        canary, self.canary = self.canary, None
+        if canary is None:
+            return
+        self.metrics.canary_left(canary.model)
+        self._serve_drift()
+        log.info("canary version %s out of rotation: %s", canary.model.ref.version, why)
+
+    def _serve_drift(self) -> None:
+        canary = None if self.canary is None else self.canary.model
+        self.metrics.drift_window.serve([m for m in (self.current, canary) if m is not None])
+
+    def _load(self, source: ModelSource | None = None) -> ServedModel:
+        config = self.config
+        return load_model(source or self.source, config.warmup_rows, config.model_threads)
 
     def _install(self, model: ServedModel, kind: str) -> None:
         previous, self.current = self.current, model
-        # Every object alive now (libraries, the model) out of the garbage collector's reach, or
-        # each full collection walks hundreds of MB of heap and stalls every request behind it.
-        # Unfreezing first lets a replaced model's cycles be collected, once per load.
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
-        # Under load, queued requests outlive the default 700-allocation young generation, so
-        # each young collection promoted them and full collections followed every few hundred
-        # requests: a third of the CPU time at concurrency 1024. A request's objects now die young.
-        gc.set_threshold(_YOUNG_OBJECTS, *gc.get_threshold()[1:])
+        _freeze_heap()
         self._failed_version = ""
         self._loaded.set()
         self.metrics.model_loaded(model, previous, kind)
+        self._serve_drift()
         self.metrics.model_ready.set(0 if self.draining else 1)
         self.marks.set(not self.draining)
         ref, path = model.ref, "fast path" if model.fast_path else "pyfunc path"
         message = "serving %s version %s (%s, loaded and warmed up in %.2f s)"
         log.info(message, ref.name, ref.version, path, model.load_seconds)
+
+
+def _freeze_heap() -> None:
+    """Every object alive now (libraries, the models) out of the garbage collector's reach, or
+    each full collection walks hundreds of MB of heap and stalls every request behind it.
+    Unfreezing first lets a replaced model's cycles be collected, once per load."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    # Under load, queued requests outlive the default 700-allocation young generation, so each
+    # young collection promoted them and full collections followed every few hundred requests:
+    # a third of the CPU time at concurrency 1024. A request's objects now die young.
+    gc.set_threshold(_YOUNG_OBJECTS, *gc.get_threshold()[1:])

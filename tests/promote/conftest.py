@@ -2,7 +2,7 @@
 
 `weak` is a one-stump random forest (fails the default thresholds), `strong` the default linear
 model; both trained on the prepared bundled data and registered like train does. Each test starts
-with no aliases at all.
+with no aliases at all (and no canary weight).
 """
 
 from __future__ import annotations
@@ -19,7 +19,14 @@ from mlflow import MlflowClient
 from mlops.config import Config, ForestParams, LinearParams, load_config
 from mlops.data import load_prepared
 from mlops.prepare import prepare
-from mlops.registry import CHALLENGER, CHAMPION, PREVIOUS, alias_version, register
+from mlops.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS,
+    alias_version,
+    register,
+    stop_canary,
+)
 from mlops.tracking import configure_tracking, use_experiment
 from mlops.train import run_family
 from tests.conftest import FAST_OVERRIDES, REPO
@@ -71,6 +78,7 @@ def registry(built_registry: Registry) -> Registry:
     for alias in (CHALLENGER, CHAMPION, PREVIOUS):
         if alias_version(MODEL, alias) is not None:
             client.delete_registered_model_alias(MODEL, alias)
+    stop_canary(MODEL)
     mlflow.set_tracking_uri(f"sqlite:///{built_registry.tmp / 'mlflow.db'}")
     return built_registry
 

@@ -11,7 +11,15 @@ from mlflow import MlflowClient
 
 from mlops.data import load_prepared
 from mlops.promote import promote, rollback
-from mlops.registry import CHALLENGER, CHAMPION, register
+from mlops.registry import (
+    CANARY,
+    CANARY_MODE_TAG,
+    CANARY_WEIGHT_TAG,
+    CHALLENGER,
+    CHAMPION,
+    alias_version,
+    register,
+)
 from tests.e2e.helpers import config_args, run_main
 from tests.promote.conftest import MODEL, Registry, aliases, point
 
@@ -163,3 +171,58 @@ def test_a_version_that_cannot_be_loaded_is_one_error_line(
     (error,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert error.startswith(f"{MODEL} v{version} cannot be loaded: needs a package"), error
     assert aliases()["champion"] is None
+
+
+def canary() -> tuple[str | None, str | None, str | None]:
+    """The version @canary names, the weight and the mode tags."""
+    tags = MlflowClient().get_registered_model(MODEL).tags
+    return alias_version(MODEL, CANARY), tags.get(CANARY_WEIGHT_TAG), tags.get(CANARY_MODE_TAG)
+
+
+def test_canary_script_sets_changes_and_stops_the_canary(registry: Registry) -> None:
+    args = config_args(registry.tmp)
+    assert run_main("canary.py", *args, "--version", registry.weak, "--weight", "10") == 0
+    assert canary() == (registry.weak, "10", "split")
+    shadow = ("--weight", "2.5", "--mode", "shadow")
+    assert run_main("canary.py", *args, "--version", registry.weak, *shadow) == 0
+    assert canary() == (registry.weak, "2.5", "shadow")
+    assert run_main("canary.py", *args, "--stop") == 0
+    assert canary() == (None, None, None)
+    assert run_main("canary.py", *args, "--stop") == 0  # nothing to stop: said, not an error
+
+
+@pytest.mark.parametrize(
+    ("version", "weight", "expected"),
+    [
+        ("1", "101", "canary weight must be between 0 and 100 percent, got 101.0"),
+        ("1", "-5", "canary weight must be between 0 and 100 percent, got -5.0"),
+        ("99", "10", "MLflow error: "),
+        ("2", "10", f"{MODEL} v2 is the champion already"),
+    ],
+    ids=["over-100", "negative", "unknown-version", "the-champion"],
+)
+def test_canary_script_refuses_in_one_line_and_changes_nothing(
+    registry: Registry, caplog: pytest.LogCaptureFixture, version: str, weight: str, expected: str
+) -> None:
+    point(CHAMPION, registry.strong)
+    assert registry.strong == "2"
+    args = config_args(registry.tmp)
+    assert run_main("canary.py", *args, "--version", version, "--weight", weight) == 1
+    (error,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert error.startswith(expected) and "\n" not in error, error
+    assert canary() == (None, None, None)
+
+
+def test_promoting_the_canary_graduates_it(registry: Registry) -> None:
+    args = config_args(registry.tmp)
+    assert run_main("canary.py", *args, "--version", registry.strong, "--weight", "10") == 0
+    assert run_main("promote.py", *args, "--version", registry.strong) == 0
+    assert aliases()["champion"] == registry.strong
+    assert canary() == (None, None, None)
+
+
+def test_promoting_another_version_leaves_the_canary(registry: Registry) -> None:
+    args = config_args(registry.tmp)
+    assert run_main("canary.py", *args, "--version", registry.weak, "--weight", "10") == 0
+    assert run_main("promote.py", *args, "--version", registry.strong) == 0
+    assert canary() == (registry.weak, "10", "split")

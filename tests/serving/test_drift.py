@@ -214,9 +214,13 @@ def test_a_batch_larger_than_the_window_keeps_its_last_rows() -> None:
 
 def test_no_drift_series_when_drift_is_off_or_the_model_has_no_bins() -> None:
     found = _window(rows=4).reference
-    for rows, model in ((0, SimpleNamespace(drift=found)), (100, SimpleNamespace(drift=None))):
+    version = SimpleNamespace(version="1")
+    for rows, model in (
+        (0, SimpleNamespace(drift=found, ref=version)),
+        (100, SimpleNamespace(drift=None, ref=version)),
+    ):
         registry = CollectorRegistry()
-        DriftMonitor(registry, rows).reset(model)  # type: ignore[arg-type]  # only .drift is read
+        DriftMonitor(registry, rows).serve([model])  # type: ignore[list-item]  # .drift, .ref read
         assert b"drift" not in generate_latest(registry)
 
 

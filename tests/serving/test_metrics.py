@@ -205,7 +205,9 @@ def test_several_workers_report_one_merged_view(mlp_server: Server) -> None:
 )
 def test_predicted_classes_are_counted_by_label(labels: np.ndarray) -> None:
     metrics = Metrics(prediction_buckets=(0.5,))
-    model: Any = SimpleNamespace(task="classification", classes=())
+    model: Any = SimpleNamespace(
+        task="classification", classes=(), ref=SimpleNamespace(version="3")
+    )
     parts = [Prediction(labels[:1]), Prediction(labels[1:])]  # a batch of two requests
     metrics.observe_predict(model, 0.001, parts)
     exposed = text_string_to_metric_families(metrics.exposition().decode())
