@@ -152,9 +152,7 @@ def test_reads_from_s3_and_writes_to_s3(score_store: Store, bucket: Bucket, tmp_
     np.testing.assert_array_equal(scored["prediction"], expected)
 
 
-def test_reads_over_http(
-    score_store: Store, web_root: tuple[Path, str], tmp_path: Path
-) -> None:
+def test_reads_over_http(score_store: Store, web_root: tuple[Path, str], tmp_path: Path) -> None:
     root, base = web_root
     rows = bc_rows()
     rows.to_csv(root / "rows.csv", index=False)
