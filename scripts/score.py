@@ -1,6 +1,6 @@
 """Score a file or folder of partitions with a registered model; write Parquet.
 
-python scripts/score.py INPUT OUTPUT [--model-uri URI] [--keep COLUMN ...] [--probabilities]
+python scripts/score.py INPUT OUTPUT [--model-uri URI] [--keep COLUMN]... [--probabilities]
     [--rejects PATH] [--config configs/default.yaml]
 
 INPUT: a .csv / .parquet file, a folder or glob of them, s3://... or http(s)://... OUTPUT (and
@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("input", help="file, folder, glob, s3:// or http(s):// URL")
     parser.add_argument("output", help="the .parquet file to write (a path or s3://bucket/key)")
     parser.add_argument("--model-uri", help="default: MODEL_URI, else the champion")
-    parser.add_argument("--keep", nargs="+", default=[], metavar="COLUMN", help="copy to output")
+    parser.add_argument(
+        "--keep", action="append", default=[], metavar="COLUMN", help="copy to output (repeatable)"
+    )
     parser.add_argument("--probabilities", action="store_true", help="add probability_<class>")
     parser.add_argument("--rejects", help="write invalid rows here instead of stopping")
     args = parse(parser, argv)
