@@ -147,11 +147,13 @@ def report(runs: list[Run], family: str) -> None:
         return
     low, high = sizes[0], sizes[-1]
     print(f"at scale: the {high - low:,} extra rows over the extra seconds they took")
+    extra = {name: seconds[name, high] - seconds[name, low] for name in names}
+    if min(extra.values()) <= 0:
+        print("  (not measurable: a larger input took less time; too noisy, add --rounds)")
+        return
     for name in names:
-        rate = (high - low) / max(seconds[name, high] - seconds[name, low], 1e-9)
-        extra = seconds[BASELINE, high] - seconds[BASELINE, low]
-        ratio = extra / max(seconds[name, high] - seconds[name, low], 1e-9)
-        print(f"  {name:28s} {rate:>10,.0f} rows/s  {ratio:5.1f}x")
+        ratio = extra[BASELINE] / extra[name]
+        print(f"  {name:28s} {(high - low) / extra[name]:>10,.0f} rows/s  {ratio:5.1f}x")
 
 
 if __name__ == "__main__":

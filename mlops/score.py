@@ -50,8 +50,9 @@ REASON = "reason"
 _ROW = re.compile(r", row (\d+):")  # how validate.py names a row: "column 'x', row 5: ..."
 # Rows the model predicts before it counts as loaded (the server's warm-up, mlops/serving/model.py).
 WARMUP_ROWS = 64
-# CSV is read in blocks of this many bytes (its batches: about 50,000 rows of 30 numbers).
-_CSV_READ = pyarrow.csv.ReadOptions(block_size=32 * 2**20)
+# CSV is parsed in blocks of this many bytes, joined into batches of `batch_rows`: PyArrow's
+# reader parses blocks ahead of the consumer, about 30 at a time, so the block size bounds that.
+_CSV_READ = pyarrow.csv.ReadOptions(block_size=4 * 2**20)
 _ARROW_TYPES = {
     "number": pa.float64(),
     "integer": pa.float64(),
@@ -242,6 +243,7 @@ def _batches(
                     handle, _CSV_READ, convert_options=_csv_types(schema)
                 )
                 names = reader.schema.names
+                reader = _joined(reader, batch_rows)
             else:
                 parquet = pq.ParquetFile(handle, pre_buffer=False)
                 names = parquet.schema_arrow.names
@@ -253,6 +255,18 @@ def _batches(
             yield from reader
     except (OSError, ValueError) as err:  # pyarrow's errors: a corrupt page, a CSV value, S3
         raise DataError(f"data file {origin} cannot be read: {first_line(err)}") from None
+
+
+def _joined(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """Batches of at least `rows` rows (the last one fewer), from batches of any size."""
+    pending: list[pa.RecordBatch] = []
+    for batch in batches:
+        pending.append(batch)
+        if sum(b.num_rows for b in pending) >= rows:
+            yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+            pending = []
+    if pending:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
 
 def _csv_types(schema: InputSchema) -> pyarrow.csv.ConvertOptions:
