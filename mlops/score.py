@@ -110,9 +110,9 @@ def score(job: ScoreJob, config: ScoreConfig, model_name: str, progress: Progres
                 progress.update(batch.num_rows)
         if scorer.scored == 0:
             raise DataError(f"input {job.input}: no rows to score ({scorer.rejected} rejected)")
-        output.commit()
         if rejects is not None:
-            rejects.commit()
+            rejects.commit(scorer.rejects_schema)
+        output.commit(scorer.output_schema)
     progress.finish()
     elapsed = time.perf_counter() - started
     return ScoreResult(scorer.scored, scorer.rejected, model.ref, digest, elapsed)
@@ -132,6 +132,7 @@ class _Scorer:
         self.model, self.options, self.keep = model, options, keep
         self.output, self.rejects = output, rejects
         self.scored = self.rejected = 0
+        self.output_schema = self.rejects_schema = pa.schema([])
 
     def score(self, batch: pa.RecordBatch, origin: str, first_row: int) -> None:
         if self.rejects is None:
@@ -146,6 +147,7 @@ class _Scorer:
         refused = [(start, found) for start, _, found in segments if isinstance(found, str)]
         if kept:
             self._write(batch, kept, origin, first_row)
+        self.rejects_schema = batch.schema.append(pa.field(REASON, pa.string()))
         if refused and self.rejects is not None:
             rows = batch.take(pa.array([row for row, _ in refused]))
             reasons = pa.array([reason for _, reason in refused], pa.string())
@@ -166,7 +168,9 @@ class _Scorer:
         if prediction.probabilities is not None:
             for i, label in enumerate(self.model.classes):
                 columns[f"probability_{label}"] = pa.array(prediction.probabilities[:, i])
-        self.output.write(pa.RecordBatch.from_pydict(columns))
+        scored = pa.RecordBatch.from_pydict(columns)
+        self.output.write(scored)
+        self.output_schema = scored.schema
         self.scored += len(indices)
 
 
@@ -319,23 +323,27 @@ class StagedParquet:
 
     def write(self, batch: pa.RecordBatch) -> None:
         try:
-            if self.writer is None:
-                self.filesystem.create_dir(str(PurePosixPath(self.path).parent), recursive=True)
-                schema = batch.schema.with_metadata(self.metadata)
-                self.writer = pq.ParquetWriter(self.staging, schema, filesystem=self.filesystem)
-            self.writer.write_batch(batch)
+            self._open(batch.schema).write_batch(batch)
         except (OSError, ValueError) as err:  # no space, denied, a file's types differ
             raise DataError(f"cannot write {self.uri}: {first_line(err)}") from None
 
-    def commit(self) -> None:
+    def commit(self, schema: pa.Schema) -> None:
+        """Move the file into place; with no rows written, an empty file of `schema`, so that a
+        rejects file left by an earlier run never passes for this one's."""
         try:
-            if self.writer is None:  # nothing was written (no row rejected): no file
-                return
-            self.writer.close()
+            self._open(schema).close()
             self.filesystem.move(self.staging, self.path)
             self.writer = None
         except OSError as err:
             raise DataError(f"cannot write {self.uri}: {first_line(err)}") from None
+
+    def _open(self, schema: pa.Schema) -> pq.ParquetWriter:
+        if self.writer is None:
+            self.filesystem.create_dir(str(PurePosixPath(self.path).parent), recursive=True)
+            self.writer = pq.ParquetWriter(
+                self.staging, schema.with_metadata(self.metadata), filesystem=self.filesystem
+            )
+        return self.writer
 
     def __enter__(self) -> StagedParquet:
         return self
@@ -343,5 +351,8 @@ class StagedParquet:
     def __exit__(self, *exc: object) -> None:
         if self.writer is None:
             return
-        self.writer.close()
-        self.filesystem.delete_file(self.staging)
+        try:
+            self.writer.close()
+            self.filesystem.delete_file(self.staging)
+        except OSError as err:  # the error that got us here matters more; say what is left
+            log.warning("could not remove %s: %s", self.staging, first_line(err))

@@ -123,6 +123,14 @@ def test_rejects_go_to_a_side_file_and_the_rest_is_scored(
     assert "column 'mean radius', row 1234: missing value" in refused["reason"][0]
 
 
+def test_no_rejects_still_writes_an_empty_rejects_file(score_store: Store, tmp_path: Path) -> None:
+    bc_rows().to_parquet(tmp_path / "in.parquet")
+    out, rejects = tmp_path / "out.parquet", tmp_path / "rejects.parquet"
+    assert run(score_store, str(tmp_path / "in.parquet"), str(out), "--rejects", str(rejects)) == 0
+    empty = pq.read_table(rejects)
+    assert empty.num_rows == 0 and empty.schema.names[-1] == "reason"
+
+
 def test_a_missing_column_stops_even_with_rejects(score_store: Store, tmp_path: Path) -> None:
     bc_rows().drop(columns=["mean radius"]).to_parquet(tmp_path / "in.parquet")
     out, rejects = tmp_path / "out.parquet", tmp_path / "rejects.parquet"
