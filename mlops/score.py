@@ -14,7 +14,6 @@ names the model (name, version, URI) and the input's digest (as `make prepare` c
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -28,12 +27,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from mlops.batches import count_rows, files, input_digest
 from mlops.config import ScoreConfig
-from mlops.data import digest_of_listing
 from mlops.errors import DataError
 from mlops.progress import Progress
 from mlops.serving.errors import InputError
@@ -41,7 +39,7 @@ from mlops.serving.model import Options, ServedModel, load_model, one_line
 from mlops.serving.schema import InputSchema
 from mlops.serving.settings import ModelRef, parse_source
 from mlops.serving.validate import Table, table_from_columns, table_from_numbers
-from mlops.sources import Located, first_line, locate, s3_filesystem
+from mlops.sources import first_line, locate, s3_filesystem
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +48,6 @@ REASON = "reason"
 _ROW = re.compile(r", row (\d+):")  # how validate.py names a row: "column 'x', row 5: ..."
 # Rows the model predicts before it counts as loaded (the server's warm-up, mlops/serving/model.py).
 WARMUP_ROWS = 64
-# CSV is parsed in blocks of this many bytes, joined into batches of `batch_rows`: PyArrow's
-# reader parses blocks ahead of the consumer, about 30 at a time, so the block size bounds that.
-_CSV_READ = pyarrow.csv.ReadOptions(block_size=4 * 2**20)
-_ARROW_TYPES = {
-    "number": pa.float64(),
-    "integer": pa.float64(),
-    "string": pa.string(),
-    "boolean": pa.bool_(),
-}
 
 
 @dataclass(frozen=True)
@@ -101,8 +90,8 @@ def score(job: ScoreJob, config: ScoreConfig, model_name: str, progress: Progres
         output = stack.enter_context(StagedParquet(job.output, metadata))
         rejects = stack.enter_context(StagedParquet(job.rejects, metadata)) if job.rejects else None
         scorer = _Scorer(model, options, job.keep, output, rejects)
-        progress.start(_count_rows(located))
-        for origin, batches in _files(located, model.schema, job.keep, config.batch_rows):
+        progress.start(count_rows(located))
+        for origin, batches in files(located, model.schema, job.keep, config.batch_rows):
             first_row = 0
             for batch in batches:
                 scorer.score(batch, origin, first_row)
@@ -218,93 +207,6 @@ def _valid_segments(
 def _at_row(err: InputError, first_row: int) -> str:
     """The server's message with its row counted from the file's first row, not the batch's."""
     return _ROW.sub(lambda m: f", row {first_row + int(m[1])}:", err.message, count=1)
-
-
-def _files(
-    located: Located, schema: InputSchema, keep: tuple[str, ...], batch_rows: int
-) -> Iterator[tuple[str, Iterator[pa.RecordBatch]]]:
-    """(origin, its record batches) for each input file, in name order."""
-    for path, part in zip(located.paths, located.parts.parts, strict=True):
-        reader = _batches(located.filesystem, path, part.origin, schema, keep, batch_rows)
-        yield part.origin, reader
-
-
-def _batches(
-    filesystem: pafs.FileSystem,
-    path: str,
-    origin: str,
-    schema: InputSchema,
-    keep: tuple[str, ...],
-    batch_rows: int,
-) -> Iterator[pa.RecordBatch]:
-    """One file's record batches, read as they are needed. PyArrow's own streaming readers, not a
-    `pyarrow.dataset` scanner: the scanner decodes row groups ahead of a consumer slower than
-    the disk (as predicting is), and held about 300 MB more for 2 million rows."""
-    try:
-        with filesystem.open_input_file(path) as handle:
-            if PurePosixPath(path).suffix.lower() == ".csv":
-                reader: Any = pyarrow.csv.open_csv(
-                    handle, _CSV_READ, convert_options=_csv_types(schema)
-                )
-                names = reader.schema.names
-                reader = _joined(reader, batch_rows)
-            else:
-                parquet = pq.ParquetFile(handle, pre_buffer=False)
-                names = parquet.schema_arrow.names
-                wanted = [*dict.fromkeys([*(n for n in schema.names if n in names), *keep])]
-                reader = parquet.iter_batches(batch_rows, columns=wanted, use_threads=True)
-            missing = [name for name in keep if name not in names]
-            if missing:
-                raise DataError(f"{origin}: no column {missing[0]!r} to keep (--keep)")
-            yield from reader
-    except (OSError, ValueError) as err:  # pyarrow's errors: a corrupt page, a CSV value, S3
-        raise DataError(f"data file {origin} cannot be read: {first_line(err)}") from None
-
-
-def _joined(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
-    """Batches of at least `rows` rows (the last one fewer), from batches of any size."""
-    pending: list[pa.RecordBatch] = []
-    for batch in batches:
-        pending.append(batch)
-        if sum(b.num_rows for b in pending) >= rows:
-            yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
-            pending = []
-    if pending:
-        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
-
-
-def _csv_types(schema: InputSchema) -> pyarrow.csv.ConvertOptions:
-    """The model's columns typed as the model wants them (numbers as float64, ...), so that
-    validation sees what a Parquet file holds; an empty field is null, as the server reads a
-    CSV body, and "NA" stays a string."""
-    types = {c.name: _ARROW_TYPES[c.kind] for c in schema.columns if c.kind in _ARROW_TYPES}
-    return pyarrow.csv.ConvertOptions(
-        column_types=types, null_values=[""], strings_can_be_null=True
-    )
-
-
-def _count_rows(located: Located) -> int | None:
-    """Rows in the input, from Parquet footers alone; None when a CSV file would need a scan."""
-    if any(PurePosixPath(path).suffix.lower() == ".csv" for path in located.paths):
-        return None
-    try:
-        footers = [pq.read_metadata(path, filesystem=located.filesystem) for path in located.paths]
-        return sum(int(footer.num_rows) for footer in footers)
-    except (OSError, ValueError):  # reading says what is wrong, with the file's name
-        return None
-
-
-def input_digest(located: Located) -> str:
-    """sha256 of the input as `make prepare` digests it: a file's bytes, or the listing of the
-    partitions' digests (mlops/data.py). Read once more for this, without holding it."""
-    digests = []
-    for path, part in zip(located.paths, located.parts.parts, strict=True):
-        try:
-            with located.filesystem.open_input_stream(path) as stream:
-                digests.append((part.name, hashlib.file_digest(stream, "sha256").hexdigest()))
-        except OSError as err:
-            raise DataError(f"data file {part.origin} cannot be read: {first_line(err)}") from None
-    return digest_of_listing(digests) if located.parts.partitioned else digests[0][1]
 
 
 class StagedParquet:

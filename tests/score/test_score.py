@@ -18,6 +18,8 @@ from tests.data.conftest import Bucket
 from tests.score.conftest import BC_MODEL, MIXED_MODEL, Store, bc_rows
 from tests.serving.conftest import using
 
+pytestmark = pytest.mark.e2e
+
 BC_URI = f"models:/{BC_MODEL}@champion"
 SMALL_BATCHES = "score.batch_rows=500"  # several batches from a few thousand rows
 
