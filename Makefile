@@ -288,6 +288,11 @@ $(SPARK_VENV)/.installed: requirements.txt | $(VENV)/.installed
 
 spark-venv: $(SPARK_VENV)/.installed ## PySpark in its own environment (.venv-spark), for the spark_udf test
 
+# Several minutes for the default sizes (1M and 2M rows, 2 rounds); BENCH_ARGS="--rows 1000 1000000".
+.PHONY: bench-score
+bench-score: | $(VENV)/.installed ## Benchmark batch scoring against mlflow models predict: rows/s, peak memory
+	$(PY) -m benchmarks.score $(BENCH_ARGS)
+
 # ---- Quality ------------------------------------------------------------------------------
 
 # Tools with dependencies of their own (checkov pins many): a separate environment, built once.

@@ -1,6 +1,6 @@
 """Batch scoring against `mlflow models predict`: rows/s and peak memory, same model, same input.
 
-    python -m benchmarks.score [--rows 500000 1000000] [--family linear] [--rounds 2]
+    python -m benchmarks.score [--rows 1000000 2000000] [--family linear] [--rounds 2]
 
 In a temp MLflow store it registers one bench model (models.py) and, for each size in `--rows`,
 writes that many breast-cancer rows (resampled, with noise, and an `id` column) as one CSV file
@@ -55,7 +55,7 @@ class Run:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, nargs="+", default=[500_000, 1_000_000])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 2_000_000])
     parser.add_argument("--family", choices=list(FAMILIES), default="linear")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
