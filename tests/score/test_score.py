@@ -170,3 +170,17 @@ def test_reads_over_http(score_store: Store, web_root: tuple[Path, str], tmp_pat
     assert run(score_store, f"{base}/rows.csv", str(out), "--keep", "id") == 0
     expected = pyfunc_predictions(score_store, BC_URI, rows.drop(columns=["id"]))
     np.testing.assert_array_equal(pd.read_parquet(out)["prediction"], expected)
+
+
+def test_a_csv_value_that_is_not_a_number_stops_the_job(
+    score_store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = bc_rows().astype({"mean radius": object})
+    rows.loc[7, "mean radius"] = "twelve"
+    rows.to_csv(tmp_path / "in.csv", index=False)
+    out = tmp_path / "out" / "scored.parquet"
+    assert run(score_store, str(tmp_path / "in.csv"), str(out)) == 1
+    (error,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert error.startswith(f"data file {tmp_path / 'in.csv'} cannot be read: ")
+    assert "twelve" in error
+    assert not out.parent.exists() or leftovers(out.parent) == []
