@@ -268,6 +268,40 @@ bench: | $(VENV)/.installed $(MLSERVER_VENV)/.installed ## Ours vs mlflow serve,
 	$(PY) -m benchmarks.serving --config $(CONFIG) --out bench-results \
 		--mlserver $(MLSERVER_VENV)/bin/mlserver $(ARGS) $(BENCH_ARGS)
 
+# ---- Batch scoring -------------------------------------------------------------------------
+# INPUT: a .csv / .parquet file, folder or glob, s3://... or http(s)://...; OUTPUT: a .parquet
+# path or s3:// key. MODEL_URI as for serve (default: the champion). SCORE_ARGS: --keep id,
+# --probabilities, --rejects rejects.parquet. docs/batch-scoring.md.
+INPUT ?=
+OUTPUT ?=
+SCORE_ARGS ?=
+
+.PHONY: score spark-venv
+score: | $(VENV)/.installed ## Score INPUT into OUTPUT (Parquet) with MODEL_URI or the champion; SCORE_ARGS
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make score INPUT=rows.parquet OUTPUT=scored.parquet [MODEL_URI=...] [SCORE_ARGS='--keep id']" >&2; exit 2; }
+	$(PY) scripts/score.py "$(INPUT)" "$(OUTPUT)" --config $(CONFIG) \
+		$(if $(MODEL_URI),--model-uri $(MODEL_URI)) $(SCORE_ARGS) $(ARGS)
+
+# PySpark (a JVM and its own pins) in an environment of its own, beside what loading our models
+# needs at this environment's versions: the test that runs docs/batch-scoring.md's spark_udf
+# snippet on a local Spark session (Java 17 or newer on PATH).
+SPARK_VENV := .venv-spark
+SPARK_MODEL_PACKAGES := mlflow|mlflow-skinny|scikit-learn|skops|numpy|pandas|scipy|pyarrow|cloudpickle
+$(SPARK_VENV)/.installed: requirements.txt | $(VENV)/.installed
+	$(PYTHON) -m venv $(SPARK_VENV)
+	$(VENV)/bin/pip freeze | grep -iE '^($(SPARK_MODEL_PACKAGES))==' | sed 's/+.*//' \
+		> $(SPARK_VENV)/model-requirements.txt
+	$(SPARK_VENV)/bin/pip install --quiet --disable-pip-version-check "pyspark==4.3.0" \
+		-r $(SPARK_VENV)/model-requirements.txt
+	touch $@
+
+spark-venv: $(SPARK_VENV)/.installed ## PySpark in its own environment (.venv-spark), for the spark_udf test
+
+# Several minutes for the default sizes (1M and 2M rows, 2 rounds); BENCH_ARGS="--rows 1000 1000000".
+.PHONY: bench-score
+bench-score: | $(VENV)/.installed ## Benchmark batch scoring against mlflow models predict: rows/s, peak memory
+	$(PY) -m benchmarks.score $(BENCH_ARGS)
+
 # ---- Quality ------------------------------------------------------------------------------
 
 # Tools with dependencies of their own (checkov pins many): a separate environment, built once.
@@ -312,7 +346,7 @@ format: $(VENV)/.installed ## Rewrite: ruff --fix and ruff format
 # TEST_WORKERS pytest-xdist processes, each taking whole test files (their module fixtures train
 # models and start servers once). One per core: a third one on two cores was no faster.
 TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
-test: lint ## What CI runs: lint, type check, every test (slow ones included), coverage >= 90 %
+test: lint $(SPARK_VENV)/.installed ## What CI runs: lint, type check, every test (slow ones included), coverage >= 90 %
 	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile --cov=mlops --cov=scripts \
 		--cov-report=term-missing:skip-covered --cov-fail-under=90
 

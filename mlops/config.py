@@ -310,6 +310,17 @@ class ServeConfig:
 
 
 @dataclass(frozen=True, kw_only=True, config=SECTION)
+class ScoreConfig:
+    # Batch scoring (make score; docs/batch-scoring.md). MODEL_URI (or --model-uri) overrides
+    # models:/<registered_model>@model_alias.
+    model_alias: str = "champion"
+    # Rows read, validated and predicted at a time: memory grows with this, not with the input.
+    batch_rows: PositiveInt = 65_536
+    # Without a terminal (a Job's log): one progress line every this many batches.
+    log_every_batches: PositiveInt = 20
+
+
+@dataclass(frozen=True, kw_only=True, config=SECTION)
 class Config:
     experiment: str
     registered_model: str
@@ -319,6 +330,7 @@ class Config:
     tune: TuneConfig
     promote: PromoteConfig = field(default_factory=PromoteConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
 
 
 def load_config(path: Path, overrides: typing.Sequence[str] = ()) -> Config:

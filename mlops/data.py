@@ -236,7 +236,12 @@ def listing_digest(files: list[tuple[str, Path]]) -> str:
     It covers each file's bytes and the names that fix their order, and for a snapshot folder
     can be checked by hand: `sha256sum <names in order> | sha256sum`.
     """
-    listing = "".join(f"{file_digest(path)}  {name}\n" for name, path in files)
+    return digest_of_listing([(name, file_digest(path)) for name, path in files])
+
+
+def digest_of_listing(digests: list[tuple[str, str]]) -> str:
+    """`listing_digest` from (name, sha256 of the file) pairs already computed."""
+    listing = "".join(f"{digest}  {name}\n" for name, digest in digests)
     return hashlib.sha256(listing.encode()).hexdigest()
 
 

@@ -3,8 +3,10 @@
 `fetch(source)` yields the source's files on local disk, in name order: local files as they are,
 remote ones downloaded into a temporary folder removed afterwards. Reading, the snapshot and the
 digest (mlops/data.py) are then the same code for every kind of source, and the network is read
-once. The forms a source takes: README.md, "Use your own data". In a folder, prefix or glob,
-names starting with `.` or `_` (`_SUCCESS`, `.crc`) are skipped, as Spark and PyArrow datasets do.
+once. `locate(source)` is for readers that stream (batch scoring, mlops/score.py): S3 objects are
+named where they are, for a PyArrow dataset to read in pieces; only an HTTP(S) file is downloaded.
+The forms a source takes: README.md, "Use your own data". In a folder, prefix or glob, names
+starting with `.` or `_` (`_SUCCESS`, `.crc`) are skipped, as Spark and PyArrow datasets do.
 """
 
 from __future__ import annotations
@@ -48,21 +50,49 @@ class Parts:
     partitioned: bool  # a folder, prefix or glob (even of one file), not a single file
 
 
+@dataclass(frozen=True)
+class Located:
+    filesystem: pafs.FileSystem
+    paths: tuple[str, ...]  # the parts as `filesystem` names them, in name order
+    parts: Parts
+
+
 @contextmanager
 def fetch(source: str) -> Iterator[Parts]:
     """The files of `source` on local disk; a `DataError` naming it if they cannot be had."""
-    scheme = urlsplit(source).scheme if "://" in source else ""
-    if scheme and scheme not in REMOTE_SCHEMES:
-        raise ConfigError(
-            f"data.source {source!r}: expected sklearn:NAME, a .csv / .parquet file, folder or "
-            f"glob, s3://bucket/key or an http(s):// URL"
-        )
+    scheme = _scheme(source)
     if not scheme:
         yield _local(source)
         return
     with tempfile.TemporaryDirectory(prefix="mlops-fetch-") as staging:
         download = _download_s3 if scheme == "s3" else _download_http
         yield download(source, Path(staging))
+
+
+@contextmanager
+def locate(source: str) -> Iterator[Located]:
+    """The files of `source` where they can be read in pieces: local and S3 files in place, an
+    HTTP(S) file downloaded to a temporary folder first."""
+    if _scheme(source) != "s3":
+        with fetch(source) as parts:
+            paths = tuple(str(part.path) for part in parts.parts)
+            yield Located(pafs.LocalFileSystem(), paths, parts)
+        return
+    filesystem, path = s3_filesystem(source)
+    with _s3_errors(source):
+        parts = _s3_listing(source, filesystem, path.rstrip("/"), Path())
+    keys = tuple(part.origin.removeprefix("s3://") for part in parts.parts)
+    yield Located(filesystem, keys, parts)
+
+
+def _scheme(source: str) -> str:
+    scheme = urlsplit(source).scheme if "://" in source else ""
+    if scheme and scheme not in REMOTE_SCHEMES:
+        raise ConfigError(
+            f"data.source {source!r}: expected sklearn:NAME, a .csv / .parquet file, folder or "
+            f"glob, s3://bucket/key or an http(s):// URL"
+        )
+    return scheme
 
 
 def read_parts(parts: Parts) -> pd.DataFrame:
@@ -114,30 +144,39 @@ def _local(source: str) -> Parts:
 
 
 def _download_s3(source: str, staging: Path) -> Parts:
-    filesystem, path = _s3_filesystem(source)
-    try:
+    filesystem, path = s3_filesystem(source)
+    with _s3_errors(source):
         parts = _s3_listing(source, filesystem, path.rstrip("/"), staging)
         for part in parts.parts:
             part.path.parent.mkdir(parents=True, exist_ok=True)
             key = part.origin.removeprefix("s3://")  # the origin is s3://<bucket>/<key>
             pafs.copy_files(key, str(part.path), source_filesystem=filesystem)
+    return parts
+
+
+@contextmanager
+def _s3_errors(source: str) -> Iterator[None]:
+    try:
+        yield
     except FileNotFoundError:
         raise DataError(f"data source {source} does not exist") from None
     except OSError as err:  # denied, unreachable, ...: PyArrow says which in its first line
         raise DataError(f"data source {source} cannot be read: {first_line(err)}") from None
-    return parts
 
 
-def _s3_filesystem(source: str) -> tuple[pafs.FileSystem, str]:
+def s3_filesystem(source: str) -> tuple[pafs.FileSystem, str]:
+    """PyArrow's S3 filesystem for `source` (s3://bucket/key), and the path it names there."""
     # PyArrow's `S3FileSystem(...)` does not read AWS_ENDPOINT_URL (PyArrow 25 reads it in
-    # `from_uri` only), so the endpoint is passed explicitly. Without one, `from_uri` also finds
-    # the bucket's region.
+    # `from_uri` only), so the endpoint is passed explicitly; without one, the bucket's region is
+    # looked up, as `from_uri` does. Delayed open: a file written smaller than one part is sent
+    # with one PUT, not a multipart upload (which some S3-compatible stores answer oddly).
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    path = source.removeprefix("s3://")
     try:
         if endpoint:
-            return pafs.S3FileSystem(endpoint_override=endpoint), source.removeprefix("s3://")
-        filesystem, path = pafs.FileSystem.from_uri(source)
-        return filesystem, str(path)
+            return pafs.S3FileSystem(endpoint_override=endpoint, allow_delayed_open=True), path
+        region = pafs.resolve_s3_region(path.split("/", 1)[0])
+        return pafs.S3FileSystem(region=region, allow_delayed_open=True), path
     except (OSError, ValueError) as err:
         raise DataError(f"data source {source} cannot be opened: {first_line(err)}") from None
 

@@ -91,6 +91,10 @@ class InputSchema:
         return np.array([c.kind == "integer" for c in self.columns], dtype=bool)
 
     @cached_property
+    def nullable_mask(self) -> np.ndarray:
+        return np.array([c.nullable for c in self.columns], dtype=bool)
+
+    @cached_property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-column training min and max (-inf / inf where unknown), for drift counting."""
         low = [c.low if c.low is not None else -np.inf for c in self.columns]

@@ -107,11 +107,19 @@ def _number_matrix(schema: InputSchema, names: Sequence[str], rows: Sequence[Any
         data = matrix.astype(np.float64, copy=False)
     else:
         data = matrix[:, [where[name] for name in schema.names]].astype(np.float64)
-    if not np.isfinite(data).all():
+    return table_from_numbers(schema, data)
+
+
+def table_from_numbers(schema: InputSchema, data: np.ndarray) -> Table | None:
+    """A float64 matrix in signature order (an all-numeric schema; NaN for null) as a Table if
+    every value passes the per-column checks below, else None: the per-column road
+    (`table_from_columns`) then finds and names the problem."""
+    finite = np.isfinite(data)
+    if not finite.all() and (np.isinf(data).any() or not finite[:, ~schema.nullable_mask].all()):
         return None
     if schema.integer_mask.any():
         integers = data[:, schema.integer_mask]
-        if (integers != np.floor(integers)).any():
+        if (finite[:, schema.integer_mask] & (integers != np.floor(integers))).any():
             return None
     return Table(data)
 

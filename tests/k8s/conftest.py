@@ -3,7 +3,7 @@
 "dev" is the overlay as it is, "prod" the overlay with its settings.env filled in as an operator
 would (PROD_SETTINGS; as committed, every value is a placeholder that k8s/deploy.sh refuses);
 the "+..." builds add the optional components, so that they are checked too (prod already
-includes retrain-schedule and backup).
+includes retrain-schedule and backup; batch-score is added to prod, where it reaches S3 outside).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ BUILDS = {
         ["retrain-schedule", "backup", "servicemonitor", "monitoring"],
     ),
     "prod+servicemonitor+monitoring": ("prod", ["servicemonitor", "monitoring"]),
+    "prod+batch-score": ("prod", ["batch-score"]),
 }
 
 

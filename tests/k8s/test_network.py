@@ -109,11 +109,13 @@ def test_only_the_tracking_server_and_database_clients_reach_storage(objs: list[
 
 
 def test_only_object_store_clients_reach_the_internet(objs: list[Obj]) -> None:
-    # In prod the tracking server (artifacts), the retrain CronJob (DATA_SOURCE) and the backup
-    # CronJob (uploads) talk to S3 over HTTPS; nothing else leaves the cluster.
+    # In prod the tracking server (artifacts), the retrain CronJob (DATA_SOURCE), the backup
+    # CronJob (uploads) and the batch-score Job (INPUT, OUTPUT) talk to S3 over HTTPS; nothing
+    # else leaves the cluster.
     outside = not _service_backends(objs, "object-store", 9000)
+    s3_clients = {"Deployment/mlflow", "CronJob/retrain", "CronJob/backup", "Job/batch-score"}
     for pod, endpoint in _pods(objs):
-        may = outside and pod.owner in {"Deployment/mlflow", "CronJob/retrain", "CronJob/backup"}
+        may = outside and pod.owner in s3_clients
         assert allowed(objs, endpoint, PUBLIC_ADDRESS, 443) is may, pod.owner
 
 

@@ -81,11 +81,8 @@ def test_clients_log_in_as_their_least_privilege_user(objs: list[Obj]) -> None:
         for c in containers(pod.spec):
             if "MLFLOW_TRACKING_URI" not in env_of(c, objs):
                 continue
-            expected = (
-                "mlflow-model-server"
-                if pod.owner == "Deployment/model-server"
-                else "mlflow-pipeline"
-            )
+            readers = {"Deployment/model-server", "Job/batch-score"}  # they only load models
+            expected = "mlflow-model-server" if pod.owner in readers else "mlflow-pipeline"
             assert expected in _secret_refs(c), (pod.owner, c["name"])
             assert "mlflow-admin" not in _secret_refs(c), (pod.owner, c["name"])
 
