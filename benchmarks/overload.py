@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.loadgen import run_load
 from benchmarks.models import FAMILIES, register_bench_models
-from benchmarks.servers import ServerSpec, launch, stop
+from benchmarks.servers import ServerSpec, free_port, launch, stop
 from benchmarks.serving import payload
 from mlops.cli import EXIT_ERROR, EXIT_OK, make_parser, parse, run_step
 from mlops.config import Config
@@ -187,10 +187,12 @@ def run(
         configure_tracking()
         for model in register_bench_models(families):
             spec = ServerSpec(config_path, model.uri, 1, Path("unused"), Path(folder))
+            # A free probe port: another server on this machine may hold the default one.
+            os.environ["PROBE_PORT"] = str(probe_port := free_port())
             server = launch("ours", spec)
             try:
                 run_load(server.url, payload(1), 8, 2.0)  # warm-up
-                cell = overload(server.url, config.serve.probe_port, duration_s)
+                cell = overload(server.url, probe_port, duration_s)
                 base = server.url.removesuffix("/invocations")
                 slow = asyncio.run(slow_clients(base, count, config.serve.header_timeout_s))
             finally:
