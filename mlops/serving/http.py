@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -53,6 +54,7 @@ class Decoded:
 
 
 D = TypeVar("D", bound=Decoded)
+P = TypeVar("P")  # a request's payload: the body's bytes, a gRPC message
 
 
 def services(request: Request) -> Services:
@@ -67,10 +69,13 @@ def json_response(
 
 
 def check_token(request: Request, expected: str) -> None:
+    check_bearer(request.headers.get("authorization", ""), expected)
+
+
+def check_bearer(header: str, expected: str) -> None:
     """Bearer token check in constant time; a no-op when `expected` is empty."""
     if not expected:
         return
-    header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         token.strip().encode(), expected.encode()
@@ -112,21 +117,33 @@ async def predict_request(
 ) -> tuple[ServedModel, Prediction, D]:
     """Token, readiness, body, decode + validate, batch queue: the predictions for `request`."""
     found = services(request)
-    config = found.settings.serve
     check_token(request, found.settings.api_token)
+    max_bytes = found.settings.serve.max_body_bytes
+    return await predict(found, partial(read_body, request, max_bytes), len, decode)
+
+
+async def predict(
+    found: Services,
+    receive: Callable[[float], Awaitable[P]],
+    size: Callable[[P], int],
+    decode: Callable[[P, ServedModel], D],
+) -> tuple[ServedModel, Prediction, D]:
+    """Readiness, the payload `receive(deadline)` gives, decode + validate (in a thread when
+    `size` says it is large), batch queue: what HTTP and gRPC requests share."""
+    config = found.settings.serve
     model = found.models.require()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + config.request_timeout_s
     batcher = found.batcher
-    batcher.admitted += 1  # the Guard middleware admitted it (guard.py)
+    batcher.admitted += 1  # admitted on arrival (guard.py, grpc_service.py)
     try:
         batcher.arriving += 1
         try:
-            body = await read_body(request, config.max_body_bytes, deadline)
-            if len(body) < _THREAD_DECODE_BYTES:
-                decoded = decode(body, model)
+            payload = await receive(deadline)
+            if size(payload) < _THREAD_DECODE_BYTES:
+                decoded = decode(payload, model)
             else:
-                decoded = await asyncio.to_thread(decode, body, model)
+                decoded = await asyncio.to_thread(decode, payload, model)
         finally:
             batcher.arriving -= 1
         model.check_options(decoded.options)

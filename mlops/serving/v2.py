@@ -35,6 +35,7 @@ from mlops.serving.http import (
 from mlops.serving.lifecycle import ModelManager
 from mlops.serving.model import Options, Prediction, ServedModel
 from mlops.serving.schema import InputSchema, numpy_v2_datatype
+from mlops.serving.tensors import raw_from_array, values_from_raw
 from mlops.serving.validate import (
     Table,
     check_row_count,
@@ -43,7 +44,8 @@ from mlops.serving.validate import (
     table_from_rows,
 )
 
-SERVER = {"name": "mlops-model-server", "version": "1", "extensions": []}
+SERVER = {"name": "mlops-model-server", "version": "1", "extensions": ["binary_tensor_data"]}
+BINARY_HEADER = "Inference-Header-Content-Length"
 OUTPUTS = ("predictions", "probabilities")
 _NUMERIC = {"FP16", "FP32", "FP64"} | {f"{u}INT{n}" for u in ("", "U") for n in (8, 16, 32, 64)}
 _PLAIN, _PROBABILITIES = Options(), Options(probabilities=True)  # shared: batches compare them
@@ -54,6 +56,7 @@ _COMPATIBLE = {"number": _NUMERIC, "integer": _NUMERIC, "string": {"BYTES"}, "bo
 class InferRequest(Decoded):
     id: str | None = None
     outputs: tuple[str, ...] = ("predictions",)
+    binary: frozenset[str] = frozenset()  # outputs answered as raw bytes
 
 
 @dataclass(frozen=True)
@@ -64,39 +67,86 @@ class Tensor:
     flat: list[Any]  # row-major
 
 
-def decode(body: bytes, schema: InputSchema, max_rows: int, classifier: bool) -> InferRequest:
-    payload = parse_json(body)
+def decode(
+    body: bytes, header_length: str | None, schema: InputSchema, max_rows: int, classifier: bool
+) -> InferRequest:
+    """A JSON body, or with `header_length` (binary tensor data extension) a JSON header followed
+    by the inputs whose `parameters.binary_data_size` says how many bytes of the rest are theirs."""
+    header, binary = _split(body, header_length)
+    payload = parse_json(header)
     inputs = payload.get("inputs") if isinstance(payload, dict) else None
     if not isinstance(inputs, list) or not inputs:
         raise InputError('request body must be {"inputs": [tensor, ...]}', "bad_format")
-    tensors = [_tensor(item) for item in inputs]
-    if len(tensors) == 1 and len(tensors[0].shape) == 2 and tensors[0].name not in schema.index:
-        plain = not may_hold_booleans(body)  # see validate.table_from_rows
-        table = _matrix(tensors[0], schema, max_rows, plain)
-    else:
-        table = _columns(tensors, schema, max_rows)
-    outputs = _requested_outputs(payload.get("outputs"), classifier)
+    tensors, offset = [], 0
+    for item in inputs:
+        tensor, offset = _tensor(item, binary, offset)
+        tensors.append(tensor)
+    if offset != len(binary):
+        message = f"input {tensors[-1].name[:64]!r}: binary_data_size of the inputs add up to "
+        raise InputError(f"{message}{offset} bytes, the body has {len(binary)}", "shape")
+    table = table_from_tensors(tensors, schema, max_rows, not may_hold_booleans(header))
+    outputs, binary_outputs = _requested_outputs(payload, classifier)
     options = _PROBABILITIES if "probabilities" in outputs else _PLAIN
     request_id = payload.get("id")
-    return InferRequest(table, options, None if request_id is None else str(request_id), outputs)
+    request_id = None if request_id is None else str(request_id)
+    return InferRequest(table, options, request_id, outputs, binary_outputs)
 
 
-def _tensor(item: Any) -> Tensor:
+def _split(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
+    if header_length is None:
+        return body, memoryview(b"")
+    if not header_length.isdigit() or int(header_length) > len(body):
+        message = f"{BINARY_HEADER} {header_length[:20]!r} is not a length within the body"
+        raise InputError(f"{message} of {len(body)} bytes", "bad_format")
+    size = int(header_length)
+    return body[:size], memoryview(body)[size:]
+
+
+def _tensor(item: Any, binary: memoryview, offset: int) -> tuple[Tensor, int]:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         message = "each input must be an object with name, shape, datatype and data"
         raise InputError(message, "bad_format")
     name = item["name"][:64]
-    shape, datatype, data = item.get("shape"), item.get("datatype"), item.get("data")
+    shape, datatype = item.get("shape"), item.get("datatype")
     sizes = isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
     if not sizes or not shape:
         raise InputError(f"input {name!r}: shape must be a list of sizes", "bad_format")
-    if not isinstance(datatype, str) or not isinstance(data, list):
+    if not isinstance(datatype, str):
         raise InputError(f"input {name!r}: datatype and data are required", "bad_format")
-    flat = _flatten(data) if data and isinstance(data[0], list) else data
-    if len(flat) != math.prod(shape):
-        message = f"input {name!r}: {len(flat)} values do not fill shape {shape}"
+    datatype = datatype.upper()[:16]
+    size = _binary_size(name, item.get("parameters"))
+    if size is None:
+        flat = _json_data(name, item.get("data"))
+    elif offset + size > len(binary):
+        message = f"input {name!r}: binary_data_size {size} runs past the end of the body"
         raise InputError(message, "shape")
-    return Tensor(item["name"], shape, datatype.upper()[:16], flat)
+    else:
+        flat = values_from_raw(name, datatype, binary[offset : offset + size], math.prod(shape))
+        offset += size
+    return check_tensor(item["name"], shape, datatype, flat), offset
+
+
+def _binary_size(name: str, parameters: Any) -> int | None:
+    if not isinstance(parameters, dict) or "binary_data_size" not in parameters:
+        return None
+    size = parameters["binary_data_size"]
+    if type(size) is not int or size < 0:
+        message = f"input {name!r}: parameters.binary_data_size must be a byte count"
+        raise InputError(message, "bad_format")
+    return size
+
+
+def _json_data(name: str, data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        raise InputError(f"input {name!r}: datatype and data are required", "bad_format")
+    return _flatten(data) if data and isinstance(data[0], list) else data
+
+
+def check_tensor(name: str, shape: list[int], datatype: str, flat: list[Any]) -> Tensor:
+    if len(flat) != math.prod(shape):
+        message = f"input {name[:64]!r}: {len(flat)} values do not fill shape {shape}"
+        raise InputError(message, "shape")
+    return Tensor(name, shape, datatype, flat)
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -108,6 +158,15 @@ def _flatten(data: list[Any]) -> list[Any]:
     for item in data:
         flat.extend(_flatten(item) if isinstance(item, list) else [item])
     return flat
+
+
+def table_from_tensors(
+    tensors: list[Tensor], schema: InputSchema, max_rows: int, plain: bool
+) -> Table:
+    """One tensor per column, or one 2-D tensor of every column; `plain`: no JSON booleans."""
+    if len(tensors) == 1 and len(tensors[0].shape) == 2 and tensors[0].name not in schema.index:
+        return _matrix(tensors[0], schema, max_rows, plain)  # see validate.table_from_rows
+    return _columns(tensors, schema, max_rows)
 
 
 def _matrix(tensor: Tensor, schema: InputSchema, max_rows: int, plain: bool) -> Table:
@@ -145,39 +204,67 @@ def _columns(tensors: list[Tensor], schema: InputSchema, max_rows: int) -> Table
     return table_from_columns(schema, columns, n_rows)
 
 
-def _requested_outputs(outputs: Any, classifier: bool) -> tuple[str, ...]:
+def _requested_outputs(
+    payload: dict[str, Any], classifier: bool
+) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The outputs asked for, and which of them as binary data (`parameters.binary_data` on an
+    output, else the request's `parameters.binary_data_output`)."""
+    outputs = payload.get("outputs")
+    default = _flag(payload.get("parameters"), "binary_data_output", False)
     if outputs is None:
-        return ("predictions",)
+        return ("predictions",), frozenset(("predictions",) if default else ())
     if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
         raise InputError('outputs must be a list of {"name": ...}', "bad_format")
-    names = tuple(str(o.get("name")) for o in outputs)
+    names = check_outputs(tuple(str(o.get("name")) for o in outputs), classifier)
+    flags = [_flag(o.get("parameters"), "binary_data", default) for o in outputs]
+    return names, frozenset(n for n, binary in zip(names, flags, strict=False) if binary)
+
+
+def _flag(parameters: Any, key: str, default: bool) -> bool:
+    value = parameters.get(key, default) if isinstance(parameters, dict) else default
+    if not isinstance(value, bool):
+        raise InputError(f"parameters.{key} must be true or false", "bad_params")
+    return value
+
+
+def check_outputs(names: tuple[str, ...], classifier: bool) -> tuple[str, ...]:
     for name in names:
         if name not in OUTPUTS or (name == "probabilities" and not classifier):
             raise InputError(f"unknown output {name[:64]!r}", "bad_params")
     return names or ("predictions",)
 
 
-def encode(request: InferRequest, model: ServedModel, prediction: Prediction) -> bytes:
-    outputs = []
-    if "predictions" in request.outputs:
-        outputs.append(_output("predictions", np.asarray(prediction.values)))
-    if "probabilities" in request.outputs and prediction.probabilities is not None:
+def output_arrays(names: tuple[str, ...], prediction: Prediction) -> list[tuple[str, np.ndarray]]:
+    arrays = []
+    if "predictions" in names:
+        arrays.append(("predictions", np.asarray(prediction.values)))
+    if "probabilities" in names and prediction.probabilities is not None:
         probabilities = np.asarray(prediction.probabilities, dtype=np.float64)
-        outputs.append(_output("probabilities", probabilities))
+        arrays.append(("probabilities", probabilities))
+    return arrays
+
+
+def encode(
+    request: InferRequest, model: ServedModel, prediction: Prediction
+) -> tuple[bytes, int | None]:
+    """The answer body, and the length of its JSON header when binary outputs follow it."""
+    outputs, chunks = [], []
+    for name, array in output_arrays(request.outputs, prediction):
+        datatype = numpy_v2_datatype(array.dtype)
+        tensor: dict[str, Any] = {"name": name, "shape": list(array.shape), "datatype": datatype}
+        if name in request.binary:
+            raw = raw_from_array(array, datatype)
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            tensor["data"] = jsonable(array.ravel())
+        outputs.append(tensor)
     body: dict[str, Any] = {"model_name": model.ref.name, "model_version": model.ref.version}
     if request.id is not None:
         body["id"] = request.id
     body["outputs"] = outputs
-    return dumps(body)
-
-
-def _output(name: str, array: np.ndarray) -> dict[str, Any]:
-    return {
-        "name": name,
-        "shape": list(array.shape),
-        "datatype": numpy_v2_datatype(array.dtype),
-        "data": jsonable(array.ravel()),
-    }
+    header = dumps(body)
+    return (b"".join((header, *chunks)), len(header)) if chunks else (header, None)
 
 
 def metadata(model: ServedModel) -> dict[str, Any]:
@@ -241,14 +328,20 @@ async def model_ready(request: Request) -> Response:
 
 async def infer(request: Request) -> Response:
     max_rows = services(request).settings.serve.max_rows
+    header_length = request.headers.get(BINARY_HEADER)
 
     def decode_for(body: bytes, model: ServedModel) -> InferRequest:
         _check_path(request, model)
-        return decode(body, model.schema, max_rows, model.supports_probabilities)
+        classifier = model.supports_probabilities
+        return decode(body, header_length, model.schema, max_rows, classifier)
 
     model, prediction, infer_request = await predict_request(request, decode_for)
-    body = encode(infer_request, model, prediction)
-    return json_response(body, headers=version_headers(model))
+    body, json_length = encode(infer_request, model, prediction)
+    headers = version_headers(model)
+    if json_length is None:
+        return json_response(body, headers=headers)
+    headers[BINARY_HEADER] = str(json_length)
+    return Response(body, headers=headers, media_type="application/octet-stream")
 
 
 def _check_path(request: Request, model: ServedModel) -> None:

@@ -226,7 +226,7 @@ def test_v2_column_tensors_and_one_matrix_decode_alike() -> None:
         ]
     }
     for payload in (columns, matrix):
-        request = v2.decode(json.dumps(payload).encode(), NUMERIC, 100, classifier=True)
+        request = v2.decode(json.dumps(payload).encode(), None, NUMERIC, 100, classifier=True)
         np.testing.assert_array_equal(request.table.data, np.array(EXPECTED))
 
 
@@ -244,7 +244,7 @@ def test_v2_column_tensors_and_one_matrix_decode_alike() -> None:
 )
 def test_v2_bad_tensors_are_refused(tensor: dict[str, object], words: str) -> None:
     with pytest.raises(InputError, match=words):
-        v2.decode(json.dumps({"inputs": [tensor]}).encode(), NUMERIC, 100, classifier=True)
+        v2.decode(json.dumps({"inputs": [tensor]}).encode(), None, NUMERIC, 100, True)
 
 
 def test_drift_counts_values_outside_the_training_range_and_categories() -> None:
