@@ -49,14 +49,14 @@ def _strings(name: str, raw: bytes | memoryview, count: int) -> list[Any]:
         offset += 4 + length
         if offset > len(view):
             raise InputError(f"input {name!r}: BYTES element runs past its data", "shape")
-        values.append(_text(name, view[offset - length : offset]))
+        values.append(text_of(name, view[offset - length : offset]))
     if len(values) != count:
         message = f"input {name!r}: {len(values)} BYTES elements do not fill {count} values"
         raise InputError(message, "shape")
     return values
 
 
-def _text(name: str, data: bytes | memoryview) -> str:
+def text_of(name: str, data: bytes | memoryview) -> str:
     try:
         return bytes(data).decode()
     except UnicodeDecodeError:

@@ -11,9 +11,9 @@ of the metadata's `classes` parameter). Model metadata comes from the MLflow sig
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
-from typing import Any
+from math import prod
+from typing import Any, NamedTuple
 
 import numpy as np
 from starlette.requests import Request
@@ -23,6 +23,7 @@ from starlette.routing import Route
 from mlops.serving.errors import InputError, NotFound
 from mlops.serving.http import (
     Decoded,
+    Services,
     check_token,
     dumps,
     json_response,
@@ -40,11 +41,16 @@ from mlops.serving.validate import (
     Table,
     check_row_count,
     may_hold_booleans,
-    table_from_columns,
+    number_matrix,
+    table_from_number_columns,
     table_from_rows,
 )
 
-SERVER = {"name": "mlops-model-server", "version": "1", "extensions": ["binary_tensor_data"]}
+SERVER: dict[str, Any] = {
+    "name": "mlops-model-server",
+    "version": "1",
+    "extensions": ["binary_tensor_data"],
+}
 BINARY_HEADER = "Inference-Header-Content-Length"
 OUTPUTS = ("predictions", "probabilities")
 _NUMERIC = {"FP16", "FP32", "FP64"} | {f"{u}INT{n}" for u in ("", "U") for n in (8, 16, 32, 64)}
@@ -59,8 +65,7 @@ class InferRequest(Decoded):
     binary: frozenset[str] = frozenset()  # outputs answered as raw bytes
 
 
-@dataclass(frozen=True)
-class Tensor:
+class Tensor(NamedTuple):  # a NamedTuple: built once per input, a dataclass costs 1 us more
     name: str
     shape: list[int]
     datatype: str
@@ -77,19 +82,53 @@ def decode(
     inputs = payload.get("inputs") if isinstance(payload, dict) else None
     if not isinstance(inputs, list) or not inputs:
         raise InputError('request body must be {"inputs": [tensor, ...]}', "bad_format")
-    tensors, offset = [], 0
-    for item in inputs:
-        tensor, offset = _tensor(item, binary, offset)
-        tensors.append(tensor)
-    if offset != len(binary):
-        message = f"input {tensors[-1].name[:64]!r}: binary_data_size of the inputs add up to "
-        raise InputError(f"{message}{offset} bytes, the body has {len(binary)}", "shape")
-    table = table_from_tensors(tensors, schema, max_rows, not may_hold_booleans(header))
+    plain = not may_hold_booleans(header)
+    table = None if binary else _number_columns(inputs, schema, max_rows, plain)
+    if table is None:
+        tensors, offset = [], 0
+        for item in inputs:
+            tensor, offset = _tensor(item, binary, offset)
+            tensors.append(tensor)
+        if offset != len(binary):
+            message = f"input {tensors[-1].name[:64]!r}: binary_data_size of the inputs add up to "
+            raise InputError(f"{message}{offset} bytes, the body has {len(binary)}", "shape")
+        table = table_from_tensors(tensors, schema, max_rows, plain)
     outputs, binary_outputs = _requested_outputs(payload, classifier)
-    options = _PROBABILITIES if "probabilities" in outputs else _PLAIN
     request_id = payload.get("id")
     request_id = None if request_id is None else str(request_id)
-    return InferRequest(table, options, request_id, outputs, binary_outputs)
+    return infer_request(table, outputs, request_id, binary_outputs)
+
+
+def infer_request(
+    table: Table, outputs: tuple[str, ...], request_id: str | None, binary: frozenset[str]
+) -> InferRequest:
+    options = _PROBABILITIES if "probabilities" in outputs else _PLAIN
+    return InferRequest(table, options, request_id, outputs, binary)
+
+
+def _number_columns(
+    inputs: list[Any], schema: InputSchema, max_rows: int, plain: bool
+) -> Table | None:
+    """The usual request to an all-numeric model, one JSON tensor of shape [n] per column,
+    checked in bulk: input by input (`_tensor`, `_columns`) costs 1.5 us a column, more than the
+    rest of a 1-row request. None sends anything else down that general road, which names the
+    problem; the values are checked as rows are (validate.table_from_rows)."""
+    if not (plain and schema.numeric):
+        return None
+    try:
+        names = [item["name"] for item in inputs]
+        shapes = [item["shape"] for item in inputs]
+        datatypes = {item["datatype"] for item in inputs}
+        columns = [item["data"] for item in inputs]
+        known = all(name in schema.index for name in names)
+    except (TypeError, KeyError):  # not objects, a key missing, a name that is not a string
+        return None
+    n_rows = len(columns[0]) if type(columns[0]) is list else -1
+    shaped = all(shape == [n_rows] for shape in shapes)
+    if not (known and shaped and datatypes <= _NUMERIC) or any(len(i) != 4 for i in inputs):
+        return None  # unknown names, other shapes or datatypes, parameters or other keys
+    check_row_count(n_rows, max_rows)
+    return number_matrix(schema, names, columns, by_column=True)
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
@@ -103,47 +142,44 @@ def _split(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
 
 
 def _tensor(item: Any, binary: memoryview, offset: int) -> tuple[Tensor, int]:
-    if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+    """One input; the checks are written for speed: a 1-row request of 30 columns runs this
+    30 times, and it was the largest cost of such a request."""
+    if type(item) is not dict or type(item.get("name")) is not str:
         message = "each input must be an object with name, shape, datatype and data"
         raise InputError(message, "bad_format")
-    name = item["name"][:64]
-    shape, datatype = item.get("shape"), item.get("datatype")
-    sizes = isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)
-    if not sizes or not shape:
-        raise InputError(f"input {name!r}: shape must be a list of sizes", "bad_format")
-    if not isinstance(datatype, str):
-        raise InputError(f"input {name!r}: datatype and data are required", "bad_format")
-    datatype = datatype.upper()[:16]
-    size = _binary_size(name, item.get("parameters"))
+    name, shape, datatype = item["name"], item.get("shape"), item.get("datatype")
+    if type(shape) is not list or not shape or not all(type(d) is int and d >= 0 for d in shape):
+        raise InputError(f"input {name[:64]!r}: shape must be a list of sizes", "bad_format")
+    if type(datatype) is not str:
+        raise InputError(f"input {name[:64]!r}: datatype and data are required", "bad_format")
+    parameters, data = item.get("parameters"), item.get("data")
+    size = None if parameters is None else _binary_size(name, parameters)
     if size is None:
-        flat = _json_data(name, item.get("data"))
+        if type(data) is not list:
+            raise InputError(f"input {name[:64]!r}: datatype and data are required", "bad_format")
+        flat = _flatten(data) if data and type(data[0]) is list else data
     elif offset + size > len(binary):
-        message = f"input {name!r}: binary_data_size {size} runs past the end of the body"
+        message = f"input {name[:64]!r}: binary_data_size {size} runs past the end of the body"
         raise InputError(message, "shape")
     else:
-        flat = values_from_raw(name, datatype, binary[offset : offset + size], math.prod(shape))
+        count = prod(shape)
+        flat = values_from_raw(name[:64], datatype.upper(), binary[offset : offset + size], count)
         offset += size
-    return check_tensor(item["name"], shape, datatype, flat), offset
+    return check_tensor(name, shape, datatype.upper()[:16], flat), offset
 
 
 def _binary_size(name: str, parameters: Any) -> int | None:
-    if not isinstance(parameters, dict) or "binary_data_size" not in parameters:
+    if type(parameters) is not dict or "binary_data_size" not in parameters:
         return None
     size = parameters["binary_data_size"]
     if type(size) is not int or size < 0:
-        message = f"input {name!r}: parameters.binary_data_size must be a byte count"
+        message = f"input {name[:64]!r}: parameters.binary_data_size must be a byte count"
         raise InputError(message, "bad_format")
     return size
 
 
-def _json_data(name: str, data: Any) -> list[Any]:
-    if not isinstance(data, list):
-        raise InputError(f"input {name!r}: datatype and data are required", "bad_format")
-    return _flatten(data) if data and isinstance(data[0], list) else data
-
-
 def check_tensor(name: str, shape: list[int], datatype: str, flat: list[Any]) -> Tensor:
-    if len(flat) != math.prod(shape):
+    if len(flat) != (shape[0] if len(shape) == 1 else prod(shape)):
         message = f"input {name[:64]!r}: {len(flat)} values do not fill shape {shape}"
         raise InputError(message, "shape")
     return Tensor(name, shape, datatype, flat)
@@ -166,7 +202,7 @@ def table_from_tensors(
     """One tensor per column, or one 2-D tensor of every column; `plain`: no JSON booleans."""
     if len(tensors) == 1 and len(tensors[0].shape) == 2 and tensors[0].name not in schema.index:
         return _matrix(tensors[0], schema, max_rows, plain)  # see validate.table_from_rows
-    return _columns(tensors, schema, max_rows)
+    return _columns(tensors, schema, max_rows, plain)
 
 
 def _matrix(tensor: Tensor, schema: InputSchema, max_rows: int, plain: bool) -> Table:
@@ -183,7 +219,7 @@ def _matrix(tensor: Tensor, schema: InputSchema, max_rows: int, plain: bool) -> 
     return table_from_rows(schema, schema.names, rows, plain)
 
 
-def _columns(tensors: list[Tensor], schema: InputSchema, max_rows: int) -> Table:
+def _columns(tensors: list[Tensor], schema: InputSchema, max_rows: int, plain: bool) -> Table:
     columns: dict[str, list[Any]] = {}
     for tensor in tensors:
         name = tensor.name
@@ -201,7 +237,7 @@ def _columns(tensors: list[Tensor], schema: InputSchema, max_rows: int) -> Table
         columns[name] = tensor.flat
     n_rows = len(next(iter(columns.values())))
     check_row_count(n_rows, max_rows)
-    return table_from_columns(schema, columns, n_rows)
+    return table_from_number_columns(schema, columns, n_rows, plain)
 
 
 def _requested_outputs(
@@ -316,14 +352,16 @@ async def model_metadata(request: Request) -> Response:
 
 
 async def model_ready(request: Request) -> Response:
-    found = services(request)
     name = request.path_params["name"]
+    ok = model_is_ready(services(request), name, request.path_params.get("version"))
+    return json_response(dumps({"name": name, "ready": ok}), 200 if ok else 503)
+
+
+def model_is_ready(found: Services, name: str, version: str | None) -> bool:
     if name != found.settings.source.name:
         raise NotFound(f"unknown model {name[:64]!r}")
     model = found.models.current
-    version = request.path_params.get("version")
-    ok = found.models.ready and model is not None and version in (None, model.ref.version)
-    return json_response(dumps({"name": name, "ready": ok}), 200 if ok else 503)
+    return found.models.ready and model is not None and version in (None, model.ref.version)
 
 
 async def infer(request: Request) -> Response:
@@ -345,10 +383,13 @@ async def infer(request: Request) -> Response:
 
 
 def _check_path(request: Request, model: ServedModel) -> None:
-    name = request.path_params["name"]
+    check_model(request.path_params["name"], request.path_params.get("version"), model)
+
+
+def check_model(name: str, version: str | None, model: ServedModel) -> None:
+    """404 unless `name` (and `version`, when given) is the model being served."""
     if name != model.ref.name:
         raise NotFound(f"unknown model {name[:64]!r}")
-    version = request.path_params.get("version")
     if version is not None and version != model.ref.version:
         raise NotFound(
             f"model {name!r} version {version[:32]!r} is not served (serving {model.ref.version})"
