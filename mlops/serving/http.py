@@ -127,9 +127,11 @@ async def predict(
     receive: Callable[[float], Awaitable[P]],
     size: Callable[[P], int],
     decode: Callable[[P, ServedModel], D],
+    inline: bool = True,
 ) -> tuple[ServedModel, Prediction, D]:
     """Readiness, the payload `receive(deadline)` gives, decode + validate (in a thread when
-    `size` says it is large), batch queue: what HTTP and gRPC requests share."""
+    `size` says it is large), batch queue (`inline`: see Batcher.predict): what HTTP and gRPC
+    requests share."""
     config = found.settings.serve
     model = found.models.require()
     loop = asyncio.get_running_loop()
@@ -147,7 +149,8 @@ async def predict(
         finally:
             batcher.arriving -= 1
         model.check_options(decoded.options)
-        prediction = await batcher.predict(model, decoded.table, decoded.options, deadline)
+        table, options = decoded.table, decoded.options
+        prediction = await batcher.predict(model, table, options, deadline, inline)
     finally:
         batcher.admitted -= 1
     # Rows predicted are checked against the profile on the loop's next turn: by then the answer

@@ -106,7 +106,10 @@ def table_from_number_columns(
 
 
 def number_matrix(
-    schema: InputSchema, names: Sequence[str], rows: Sequence[Any], by_column: bool = False
+    schema: InputSchema,
+    names: Sequence[str],
+    rows: Sequence[Any] | np.ndarray,
+    by_column: bool = False,
 ) -> Table | None:
     """The checked float64 matrix of number `rows` (or columns) in the order of `names`, or None
     when something in them needs the per-column road to be found and named."""

@@ -3,7 +3,10 @@ predictions compared with the logged model's pyfunc, status codes, token, limits
 
 from __future__ import annotations
 
+import signal
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,7 +20,7 @@ from tritonclient.utils import InferenceServerException
 
 from tests.conftest import mixed_frame
 from tests.serving.conftest import RECORDS_GENERIC, Store, breast_cancer
-from tests.serving.server import Server
+from tests.serving.server import Server, start_server
 from tests.serving.test_v2_binary import pyfunc_predict
 
 pytestmark = pytest.mark.serving
@@ -172,3 +175,30 @@ def test_calls_are_counted_with_http_requests(
     exposition = linear_server.get("/metrics").body.decode()
     endpoint = 'endpoint="/inference.GRPCInferenceService/ModelInfer"'
     assert any(endpoint in line and 'status="200"' in line for line in exposition.splitlines())
+
+
+@pytest.mark.slow
+def test_sigterm_turns_readiness_off_and_serves_through_the_drain(
+    store: Store, tmp_path: Path, bc_frame: pd.DataFrame
+) -> None:
+    drain_s = 2.0
+    overrides = [f"serve.drain_s={drain_s}", "serve.drain_timeout_s=5"]
+    server = start_server(store.uri, "models:/bc-linear@champion", tmp_path, overrides)
+    client = triton.InferenceServerClient(grpc_url(server))
+    try:
+        server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        time.sleep(0.2)
+        ready = client.is_server_ready()
+        answered = []
+        while time.monotonic() < signalled + drain_s - 0.5:
+            answered.append(
+                client.infer("bc-linear", column_inputs(bc_frame)).as_numpy("predictions")
+            )
+        code = server.process.wait(timeout=drain_s + 15)
+        with pytest.raises(InferenceServerException):  # the port is closed with the process
+            client.is_server_live()
+    finally:
+        client.close()
+        server.stop()
+    assert not ready and answered and code == 0
