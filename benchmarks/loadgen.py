@@ -10,6 +10,7 @@ are measured, not dropped. Also here: the resident memory of a process tree, fro
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -191,6 +192,22 @@ def _split_url(url: str) -> tuple[str, int, str]:
 
 def tree_rss_bytes(pid: int) -> int:
     """Resident memory of `pid` and all its descendants (a server and its workers)."""
+    return sum(_rss_bytes(each) for each in _tree(pid))
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and all its descendants."""
+    ticks = 0
+    for each in _tree(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (proc(5): fields 14, 15)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
     children: dict[int, list[int]] = defaultdict(list)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -198,12 +215,12 @@ def tree_rss_bytes(pid: int) -> int:
         except (OSError, IndexError, ValueError):
             continue
         children[parent].append(int(stat.parent.name))
-    total, stack = 0, [pid]
+    found, stack = [], [pid]
     while stack:
         current = stack.pop()
-        total += _rss_bytes(current)
+        found.append(current)
         stack.extend(children[current])
-    return total
+    return found
 
 
 def _rss_bytes(pid: int) -> int:

@@ -4,17 +4,22 @@ v2 gRPC (the same two layouts, raw tensor contents as tritonclient sends them).
 
 All run on the same server in turn, alternating (forwards, then backwards, `ROUNDS` times), so a
 slow spell of a shared machine hits every protocol alike; each figure is the mean of its rounds.
+Beside requests/s, the server's own CPU time per request (all its threads, from /proc): on a
+machine the load generator shares, requests/s also measures the load generator (the gRPC one is
+Python, wrk is C), while CPU per request is the server's alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import statistics
+from typing import Any
 
 import numpy as np
 
-from benchmarks.loadgen import LoadResult, run_grpc_load, run_load
+from benchmarks.loadgen import LoadResult, run_grpc_load, run_load, tree_cpu_s
 from benchmarks.models import bench_data
 from benchmarks.servers import Started
 from mlops.serving.proto import grpc_predict_v2_pb2 as pb
@@ -53,21 +58,30 @@ def bodies(model_name: str, rows: int = 1) -> dict[str, bytes]:
     }
 
 
-def run_protocols(server: Started, model_name: str, duration_s: float) -> dict[str, LoadResult]:
+def run_protocols(server: Started, model_name: str, duration_s: float) -> dict[str, Any]:
+    """{protocol: the mean LoadResult's fields and `server_cpu_us` per request}."""
     requests = bodies(model_name)
     v2_url = server.url.replace("/invocations", f"/v2/models/{model_name}/infer")
     results: dict[str, list[LoadResult]] = {protocol: [] for protocol in PROTOCOLS}
+    cpu_s = dict.fromkeys(PROTOCOLS, 0.0)
     for round_ in range(ROUNDS):
         for protocol in PROTOCOLS if round_ % 2 == 0 else PROTOCOLS[::-1]:
             body = requests[protocol]
+            before = tree_cpu_s(server.process.pid)
             if protocol.startswith("grpc"):
                 result = run_grpc_load(server.grpc_target, INFER, body, CONNECTIONS, duration_s)
             else:
                 url = server.url if protocol == "invocations" else v2_url
                 result = run_load(url, body, CONNECTIONS, duration_s)
+            cpu_s[protocol] += tree_cpu_s(server.process.pid) - before
             log.info("ours %s 1x%d: %s", protocol, CONNECTIONS, result)
             results[protocol].append(result)
-    return {protocol: _mean(runs) for protocol, runs in results.items()}
+    summary = {}
+    for protocol, runs in results.items():
+        mean = _mean(runs)
+        cpu_us = 1e6 * cpu_s[protocol] / max(mean.requests, 1)
+        summary[protocol] = {**dataclasses.asdict(mean), "server_cpu_us": cpu_us}
+    return summary
 
 
 def _mean(runs: list[LoadResult]) -> LoadResult:

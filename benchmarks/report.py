@@ -197,12 +197,17 @@ def _protocol_table(report: dict[str, Any]) -> str:
     lines = [
         "Ours by protocol, 1-row requests, concurrency 64, alternating on one server:",
         "",
-        "| model | protocol | req/s | p50 ms | p99 ms | failed | load generator |",
-        "|---|---|---:|---:|---:|---:|---|",
+        "| model | protocol | req/s | server CPU us/req | p50 ms | p99 ms | failed | load gen |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for family, loads in sorted(report.get("protocols", {}).items()):
         for protocol, load in loads.items():
-            cells = [family, protocol, f"{load['requests_per_s']:.0f}"]
+            cells = [
+                family,
+                protocol,
+                f"{load['requests_per_s']:.0f}",
+                f"{load['server_cpu_us']:.0f}",
+            ]
             cells += [f"{load['p50_ms']:.2f}", f"{load['p99_ms']:.2f}", str(load["failed"])]
             lines.append("| " + " | ".join([*cells, load["tool"]]) + " |")
     return "\n".join(lines)

@@ -89,10 +89,7 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
             m.family: times for m, (_, times, _) in zip(models, results, strict=True)
         },
         "runs": [dataclasses.asdict(run) for runs, _, _ in results for run in runs],
-        "protocols": {
-            family: {name: dataclasses.asdict(result) for name, result in results.items()}
-            for family, results in by_protocol.items()
-        },
+        "protocols": by_protocol,
     }
     report["targets"] = targets(report)
     options.out.mkdir(parents=True, exist_ok=True)
@@ -137,7 +134,7 @@ def _median_ms(call: Callable[[], Any], repeat: int = 300) -> float:
 
 def bench_family(
     model: BenchModel, options: BenchOptions, folder: Path
-) -> tuple[list[ServerRun], dict[str, float], dict[str, LoadResult]]:
+) -> tuple[list[ServerRun], dict[str, float], dict[str, Any]]:
     """Start every server (one at a time, so each time to ready is measured alone), then run
     each load cell on one server after the other, so background noise hits all alike; then our
     server's protocols against each other (protocols.py)."""

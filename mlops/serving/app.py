@@ -50,15 +50,14 @@ _HTTP_MESSAGES = {404: "not found", 405: "method not allowed"}
 def create_app(settings: ServerSettings) -> Starlette:
     metrics = Metrics(settings.serve.prediction_buckets, settings.serve.drift_window_rows)
     mlflow_routes, v2_routes = mlflow_protocol.routes(), v2.routes()
-    routes = [
-        *mlflow_routes,
-        *v2_routes,
-        Route("/metrics", scrape),
-        Route("/admin/reload", admin_reload, methods=["POST"]),
-    ]
     shed = [(r, mlflow_protocol.error_body(503, SHED_MESSAGE)) for r in mlflow_routes]
     shed += [(r, dumps({"error": SHED_MESSAGE})) for r in v2_routes]
     predict_routes = [(r, body) for r, body in shed if "POST" in (getattr(r, "methods", ()) or ())]
+    # Prediction routes first: Starlette tries routes in order, and the ten in front of v2's
+    # infer route took 14 us a request to try, a tenth of what a 1-row request costs in all.
+    routes = [route for route, _ in predict_routes]
+    routes += [r for r in (*mlflow_routes, *v2_routes) if r not in routes]
+    routes += [Route("/metrics", scrape), Route("/admin/reload", admin_reload, methods=["POST"])]
     return Starlette(
         routes=routes,
         middleware=[

@@ -66,6 +66,7 @@ class Batcher:
         self._executor = ThreadPoolExecutor(config.predict_threads, thread_name_prefix="predict")
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = 0  # batches being predicted
+        self._last_batch_jobs = 0
 
     def start(self) -> None:
         self._spawn(self._dispatch())
@@ -132,6 +133,8 @@ class Batcher:
                 await self._wakeup.wait()
             if self.arriving and self.max_wait_s > 0:
                 await self._linger()
+            elif self._calls_trickling() and self.max_wait_s > 0:
+                await self._await_calls()
             batch = self._take()
             if batch:
                 return batch
@@ -141,6 +144,26 @@ class Batcher:
         until = time.perf_counter() + self.max_wait_s
         while self.arriving and time.perf_counter() < until and self._queued_rows < self.max_rows:
             await asyncio.sleep(0)
+
+    def _calls_trickling(self) -> bool:
+        """gRPC calls (jobs that may not run inline) reach the queue one per turn of the loop,
+        a thread hop apart (see `_call`): while the last batch had company, more are coming."""
+        return not self._queue[0].inline and self._last_batch_jobs > 1
+
+    async def _await_calls(self) -> None:
+        """Let gRPC calls join the batch for max_batch_wait_ms (or until it is full), asleep
+        between arrivals: spinning would take the CPU the calls need to arrive."""
+        until = time.perf_counter() + self.max_wait_s
+        while self._queued_rows < self.max_rows:
+            remaining = until - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                return
 
     def _take(self) -> list[Job]:
         taken: list[Job] = []
@@ -159,6 +182,7 @@ class Batcher:
             rows += job.table.n_rows
         self._queue = kept
         self._queued_rows = sum(job.table.n_rows for job in kept)
+        self._last_batch_jobs = len(taken)
         return taken
 
     async def _run(self, batch: list[Job]) -> None:
