@@ -113,8 +113,8 @@ def _number_columns(
     checked in bulk: input by input (`_tensor`, `_columns`) costs 1.5 us a column, more than the
     rest of a 1-row request. None sends anything else down that general road, which names the
     problem; the values are checked as rows are (validate.table_from_rows)."""
-    if not (plain and schema.numeric):
-        return None
+    if not (plain and schema.numeric) or len(inputs) != len(schema.columns):
+        return None  # the matrix layout, or optional columns left out: the general road
     try:
         names = [item["name"] for item in inputs]
         shapes = [item["shape"] for item in inputs]
