@@ -124,11 +124,17 @@ def _number_columns(
     except (TypeError, KeyError):  # not objects, a key missing, a name that is not a string
         return None
     n_rows = len(columns[0]) if type(columns[0]) is list else -1
-    shaped = all(shape == [n_rows] for shape in shapes)
+    shaped = all(shape == [n_rows] for shape in shapes) and all(
+        type(column) is list and len(column) == n_rows for column in columns
+    )
     if not (known and shaped and datatypes <= _NUMERIC) or any(len(i) != 4 for i in inputs):
         return None  # unknown names, other shapes or datatypes, parameters or other keys
     check_row_count(n_rows, max_rows)
-    return number_matrix(schema, names, columns, by_column=True)
+    try:  # one flat list makes an array several times quicker than 30 short ones
+        matrix = np.array(list(itertools.chain.from_iterable(columns)))
+    except ValueError:  # a value that is itself a list
+        return None
+    return number_matrix(schema, names, matrix.reshape(len(columns), n_rows), by_column=True)
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:

@@ -288,3 +288,25 @@ def test_answers_are_strict_json_whichever_encoder_writes_them() -> None:
 def test_a_corrupt_parquet_body_is_refused() -> None:
     with pytest.raises(InputError, match="not a readable Parquet file"):
         mlflow_protocol.decode(b"PAR1 not really", mlflow_protocol.PARQUET, NUMERIC, 100)
+
+
+@pytest.mark.parametrize(
+    ("b_data", "words"),
+    [
+        ([2, 5, 6], "'b': 3 values do not fill shape \\[2\\]"),
+        ([2, [5]], "column 'b', row 1: expected a number, got a list"),
+        ([2, 5.5], "column 'b', row 1: expected an integer"),
+        ([2, "5"], "column 'b', row 1: expected a number, got a string"),
+    ],
+    ids=["ragged", "nested", "fractional", "string"],
+)
+def test_v2_column_tensors_the_bulk_decode_refuses_are_named(
+    b_data: list[object], words: str
+) -> None:
+    inputs = [
+        {"name": "a", "shape": [2], "datatype": "FP64", "data": [1.0, 4.0]},
+        {"name": "b", "shape": [2], "datatype": "INT64", "data": b_data},
+        {"name": "c", "shape": [2], "datatype": "FP64", "data": [3.0, 6.0]},
+    ]
+    with pytest.raises(InputError, match=words):
+        v2.decode(json.dumps({"inputs": inputs}).encode(), None, NUMERIC, 100, True)
