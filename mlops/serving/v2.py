@@ -5,7 +5,9 @@ named after the column) or one 2-D tensor of shape [n, columns] in signature col
 may be flat (row-major, as the spec says) or nested. Outputs: `predictions` (shape [n]) and, for
 classifiers when requested in `outputs`, `probabilities` (shape [n, classes], columns in the order
 of the metadata's `classes` parameter). Model metadata comes from the MLflow signature. Errors are
-`{"error": "..."}`.
+`{"error": "..."}`. Tensor data is JSON, or raw bytes after a JSON header (the binary tensor data
+extension, layout in tensors.py), both ways. The decoding and validation here also serve the gRPC
+service (grpc_service.py).
 """
 
 from __future__ import annotations
@@ -253,7 +255,7 @@ def _requested_outputs(
     output, else the request's `parameters.binary_data_output`)."""
     outputs = payload.get("outputs")
     default = _flag(payload.get("parameters"), "binary_data_output", False)
-    if outputs is None:
+    if outputs is None or outputs == []:
         return ("predictions",), frozenset(("predictions",) if default else ())
     if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
         raise InputError('outputs must be a list of {"name": ...}', "bad_format")
