@@ -297,8 +297,9 @@ def test_a_corrupt_parquet_body_is_refused() -> None:
         ([2, [5]], "column 'b', row 1: expected a number, got a list"),
         ([2, 5.5], "column 'b', row 1: expected an integer"),
         ([2, "5"], "column 'b', row 1: expected a number, got a string"),
+        ([2, True], "column 'b', row 1: expected a number, got true/false"),
     ],
-    ids=["ragged", "nested", "fractional", "string"],
+    ids=["ragged", "nested", "fractional", "string", "boolean"],
 )
 def test_v2_column_tensors_the_bulk_decode_refuses_are_named(
     b_data: list[object], words: str
