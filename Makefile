@@ -248,6 +248,13 @@ serve: | $(VENV)/.installed ## Serve MODEL_URI (default: the champion) on HOST:P
 	$(PY) scripts/serve.py --config $(CONFIG) --host $(HOST) --port $(PORT) \
 		$(if $(MODEL_URI),--model-uri $(MODEL_URI)) $(ARGS)
 
+# The v2 gRPC service's Python modules, generated from the .proto and committed (so installing
+# the server needs no protoc); rerun after editing the .proto.
+PROTO := mlops/serving/proto/grpc_predict_v2.proto
+.PHONY: grpc-stubs
+grpc-stubs: | $(VENV)/.installed ## Regenerate mlops/serving/proto/*_pb2*.py from the v2 gRPC .proto
+	$(PY) -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. $(PROTO)
+
 # MLServer pins other Starlette/FastAPI versions than ours, so it gets its own environment, built
 # once. Beside it, what loading the bench's models needs at this environment's versions (the
 # models' own pip requirements); MLSERVER_PIP_ARGS for an index, e.g. PyTorch's CPU wheels.

@@ -1,14 +1,16 @@
-"""Load generation for `make bench`: wrk when installed, else a small asyncio HTTP/1.1 client.
+"""Load generation for `make bench`: wrk when installed, else a small asyncio HTTP/1.1 client;
+for gRPC, grpc.aio sending pre-serialized bytes (no protobuf work in the client).
 
-Both keep `connections` keep-alive connections busy for `duration_s`, each sending the same POST
-as soon as the previous answer arrived (closed loop), and report requests/s and the latency p50
-and p99 of answered requests. wrk's default 2 s timeout is raised to 60 s so that slow servers
+All keep `connections` connections busy for `duration_s`, each sending the same request as soon
+as the previous answer arrived (closed loop), and report requests/s and the latency p50 and p99
+of answered requests. wrk's default 2 s timeout is raised to 60 s so that slow servers
 are measured, not dropped. Also here: the resident memory of a process tree, from /proc.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -17,7 +19,9 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import grpc
 import numpy as np
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -38,6 +42,7 @@ def load_tool() -> str:
 
 
 def run_load(url: str, body: bytes, connections: int, duration_s: float) -> LoadResult:
+    """POST `body` as JSON (v2 REST ignores the Content-Type) to `url`."""
     if load_tool() == "wrk":
         return _run_wrk(url, body, connections, duration_s)
     return asyncio.run(_run_python(url, body, connections, duration_s))
@@ -136,6 +141,48 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return status, "connection: close" in head
 
 
+def run_grpc_load(
+    target: str, method: str, request: bytes, connections: int, duration_s: float
+) -> LoadResult:
+    """Unary calls of `method` ("/package.Service/Method") on `target` (host:port), one
+    connection (channel) per concurrent caller, as wrk has one per connection."""
+    return asyncio.run(_run_grpc(target, method, request, connections, duration_s))
+
+
+async def _run_grpc(
+    target: str, method: str, request: bytes, connections: int, duration_s: float
+) -> LoadResult:
+    options = [("grpc.use_local_subchannel_pool", 1)]  # a connection of its own per channel
+    channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(connections)]
+    latencies: list[float] = []
+    failed: list[int] = []
+    until = asyncio.get_running_loop().time() + duration_s
+    started = time.perf_counter()
+    try:
+        calls = [channel.unary_unary(method) for channel in channels]  # bytes in, bytes out
+        await asyncio.gather(*(_caller(c, request, until, latencies, failed) for c in calls))
+    finally:
+        for channel in channels:
+            await channel.close()
+    elapsed = time.perf_counter() - started
+    p50, p99 = np.percentile(latencies, [50, 99]) * 1e3 if latencies else (0.0, 0.0)
+    total = len(latencies) + len(failed)
+    return LoadResult("grpc.aio", total / elapsed, float(p50), float(p99), total, len(failed))
+
+
+async def _caller(
+    call: Any, request: bytes, until: float, latencies: list[float], failed: list[int]
+) -> None:
+    loop = asyncio.get_running_loop()
+    while loop.time() < until:
+        sent = time.perf_counter()
+        try:
+            await call(request, timeout=60)
+            latencies.append(time.perf_counter() - sent)
+        except grpc.aio.AioRpcError as error:
+            failed.append(error.code().value[0])
+
+
 def _split_url(url: str) -> tuple[str, int, str]:
     match = re.fullmatch(r"http://([^:/]+):(\d+)(/.*)", url)
     if match is None:
@@ -145,6 +192,22 @@ def _split_url(url: str) -> tuple[str, int, str]:
 
 def tree_rss_bytes(pid: int) -> int:
     """Resident memory of `pid` and all its descendants (a server and its workers)."""
+    return sum(_rss_bytes(each) for each in _tree(pid))
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and all its descendants."""
+    ticks = 0
+    for each in _tree(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (proc(5): fields 14, 15)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
     children: dict[int, list[int]] = defaultdict(list)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -152,12 +215,12 @@ def tree_rss_bytes(pid: int) -> int:
         except (OSError, IndexError, ValueError):
             continue
         children[parent].append(int(stat.parent.name))
-    total, stack = 0, [pid]
+    found, stack = [], [pid]
     while stack:
         current = stack.pop()
-        total += _rss_bytes(current)
+        found.append(current)
         stack.extend(children[current])
-    return total
+    return found
 
 
 def _rss_bytes(pid: int) -> int:

@@ -8,7 +8,10 @@ Targets, per family, measured in the same run:
   (we subtract the model's own predict, the smaller and so stricter of the two in-process
   figures): what the server adds to the model;
 - concurrency 8, 100-row requests: at least 2x the requests/s of `mlflow models serve`; time to
-  ready and memory no worse than it.
+  ready and memory no worse than it;
+- our own protocols (protocols.py), concurrency 64, 1-row requests: v2 REST at least 0.9x the
+  requests/s of /invocations, and v2 gRPC at least those of v2 REST, for one tensor per column
+  and for one 2-D tensor alike.
 The ceiling (a bare Starlette app, benchmarks/ceiling.py) has no target: it shows how close we are.
 A server left out of the run (`--servers`) leaves out its columns and targets.
 """
@@ -28,6 +31,13 @@ LABELS = {"mlflow": "mlflow", "mlserver": "MLServer", "ceiling": "ceiling", "our
 C64_RPS_MIN = {"mlflow": 30.0, "mlserver": 10.0}  # ours / theirs, 1-row requests
 C64_P99_MAX = 0.1  # ours / theirs, for each server in C64_RPS_MIN
 C1_P50_MAX_MS = {"linear": 1.0, "torch_mlp": 1.0, "random_forest": 2.0}
+# (protocol, the protocol it is compared with, minimum ratio of requests/s)
+PROTOCOL_MIN = [
+    ("v2 columns", "invocations", 0.9),
+    ("v2 matrix", "invocations", 0.9),
+    ("grpc columns", "v2 columns", 1.0),
+    ("grpc matrix", "v2 matrix", 1.0),
+]
 
 
 def _runs(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -55,8 +65,22 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             measured += _at_c64(ours["loads"], runs[(family, other)]["loads"], other)
         if "mlflow" in report["servers"]:
             measured += _against_mlflow(ours, runs[(family, "mlflow")])
+        measured += _protocols(report.get("protocols", {}).get(family, {}))
         checks += [_check(family, *item) for item in measured]
     return checks
+
+
+def _protocols(loads: dict[str, Any]) -> Measured:
+    if not loads:
+        return []
+    return [
+        (f"c64 1-row req/s, {mine}/{theirs}", _rps(loads, mine) / _rps(loads, theirs), ">=", goal)
+        for mine, theirs, goal in PROTOCOL_MIN
+    ]
+
+
+def _rps(loads: dict[str, Any], protocol: str) -> float:
+    return float(loads[protocol]["requests_per_s"])
 
 
 def _latency(mine: dict[str, Any], predict: dict[str, float], family: str) -> Measured:
@@ -109,7 +133,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         "MLflow's `dataframe_split` JSON on POST /invocations (MLServer: mlserver-mlflow's "
         "/invocations)."
     )
-    return "\n\n".join([header, _load_table(report), _server_table(report), _target_table(report)])
+    tables = [_load_table(report), _server_table(report), _protocol_table(report)]
+    return "\n\n".join([header, *tables, _target_table(report)])
 
 
 def _ordered(report: dict[str, Any]) -> list[str]:
@@ -164,6 +189,27 @@ def _server_table(report: dict[str, Any]) -> str:
         cells += [f"{p['model_1']:.2f} / {p['model_100']:.2f}"]
         cells += [f"{p['pyfunc_1']:.2f} / {p['pyfunc_100']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _protocol_table(report: dict[str, Any]) -> str:
+    """Ours by protocol, 1-row requests at concurrency 64 (protocols.py)."""
+    lines = [
+        "Ours by protocol, 1-row requests, concurrency 64, alternating on one server:",
+        "",
+        "| model | protocol | req/s | server CPU us/req | p50 ms | p99 ms | failed | load gen |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for family, loads in sorted(report.get("protocols", {}).items()):
+        for protocol, load in loads.items():
+            cells = [
+                family,
+                protocol,
+                f"{load['requests_per_s']:.0f}",
+                f"{load['server_cpu_us']:.0f}",
+            ]
+            cells += [f"{load['p50_ms']:.2f}", f"{load['p99_ms']:.2f}", str(load["failed"])]
+            lines.append("| " + " | ".join([*cells, load["tool"]]) + " |")
     return "\n".join(lines)
 
 

@@ -8,7 +8,8 @@
   constant: the upper bound for any server on this stack.
 
 All four take the same request: the MLflow scoring protocol's `dataframe_split` on POST
-/invocations (MLServer serves it through the runtime's custom `/invocations` handler).
+/invocations (MLServer serves it through the runtime's custom `/invocations` handler). Ours also
+serves the Open Inference Protocol, over REST and gRPC (its port in `Started.grpc_target`).
 """
 
 from __future__ import annotations
@@ -52,19 +53,24 @@ class Started:
     process: subprocess.Popen[bytes]
     url: str  # POST /invocations
     ready_s: float  # from starting the process until the ready path answers 200
+    grpc_target: str = ""  # ours: host:port of its v2 gRPC service
 
 
 def launch(kind: str, spec: ServerSpec) -> Started:
-    port = free_port()
-    log_path = spec.folder / f"{kind}-{_tag(spec.model_uri)}.log"
+    port, grpc_port = free_port(), free_port()
+    log_path = spec.folder / f"{kind}-{tag(spec.model_uri)}.log"
     began = time.perf_counter()
-    process = _popen(_command(kind, spec, port), log_path)
+    command = _command(kind, spec, port)
+    if kind == "ours":
+        command += ["--set", f"serve.grpc_port={grpc_port}"]
+    process = _popen(command, log_path)
     try:
         _wait_ready(f"http://127.0.0.1:{port}{READY_PATHS[kind]}", process, log_path)
     except RuntimeError:
         stop(process)
         raise
-    return Started(process, f"http://127.0.0.1:{port}/invocations", time.perf_counter() - began)
+    url, ready_s = f"http://127.0.0.1:{port}/invocations", time.perf_counter() - began
+    return Started(process, url, ready_s, f"127.0.0.1:{grpc_port}" if kind == "ours" else "")
 
 
 def _command(kind: str, spec: ServerSpec, port: int) -> list[str]:
@@ -91,7 +97,7 @@ def _command(kind: str, spec: ServerSpec, port: int) -> list[str]:
 def _mlserver_folder(spec: ServerSpec, port: int) -> Path:
     """MLServer's settings.json and model-settings.json: one model, the registry URI as MLflow
     resolves it (MLFLOW_TRACKING_URI is inherited), metrics on their own free port."""
-    folder = spec.folder / f"mlserver-{_tag(spec.model_uri)}"
+    folder = spec.folder / f"mlserver-{tag(spec.model_uri)}"
     folder.mkdir(parents=True, exist_ok=True)
     settings = {
         "host": "127.0.0.1",
@@ -104,7 +110,7 @@ def _mlserver_folder(spec: ServerSpec, port: int) -> Path:
         "parallel_workers": 0,
     }
     model = {
-        "name": _tag(spec.model_uri),
+        "name": tag(spec.model_uri),
         "implementation": "mlserver_mlflow.MLflowRuntime",
         "parameters": {"uri": spec.model_uri},
     }
@@ -113,7 +119,7 @@ def _mlserver_folder(spec: ServerSpec, port: int) -> Path:
     return folder
 
 
-def _tag(model_uri: str) -> str:
+def tag(model_uri: str) -> str:
     """bench-linear from models:/bench-linear@champion."""
     return model_uri.removeprefix("models:/").split("@")[0].split("/")[0]
 

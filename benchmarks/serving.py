@@ -7,9 +7,10 @@
 In a temp MLflow store it registers our three families (models.py), then for each model starts
 every server (servers.py) in turn with the same worker count, drives them all with the same load
 generator (loadgen.py) through the MLflow protocol (`dataframe_split` on /invocations, 1 and 100
-rows, concurrency 1, 8 and 64) and measures time to ready and resident memory. The table goes to
-stdout, `<out>/serving.md` and `<out>/serving.json`, with the targets (report.py). Takes several
-minutes; CI does not run it.
+rows, concurrency 1, 8 and 64) and measures time to ready and resident memory; then ours by
+protocol (protocols.py: /invocations, v2 REST and v2 gRPC, 1-row requests at concurrency 64).
+The tables go to stdout, `<out>/serving.md` and `<out>/serving.json`, with the targets
+(report.py). Takes several minutes; CI does not run it.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ import numpy as np
 
 from benchmarks.loadgen import LoadResult, load_tool, run_load, tree_rss_bytes
 from benchmarks.models import FAMILIES, BenchModel, bench_data, register_bench_models
+from benchmarks.protocols import run_protocols
 from benchmarks.report import markdown_report, targets
-from benchmarks.servers import SERVERS, ServerSpec, Started, launch, stop
+from benchmarks.servers import SERVERS, ServerSpec, Started, launch, stop, tag
 from mlops.cli import EXIT_OK, make_parser, parse, run_step
 from mlops.config import Config
 from mlops.serving.model import Options, load_model
@@ -74,14 +76,20 @@ def run_bench(options: BenchOptions) -> dict[str, Any]:
         configure_tracking()
         models = register_bench_models(list(options.families))
         results = [bench_family(m, options, Path(folder)) for m in models]
+    by_protocol = {
+        m.family: protocols for m, (_, _, protocols) in zip(models, results, strict=True)
+    }
     report: dict[str, Any] = {
         "load_generator": load_tool(),
         "servers": list(options.servers),
         "workers": options.workers,
         "cpus": os.cpu_count(),
         "duration_s": options.duration_s,
-        "in_process_ms": {m.family: times for m, (_, times) in zip(models, results, strict=True)},
-        "runs": [dataclasses.asdict(run) for runs, _ in results for run in runs],
+        "in_process_ms": {
+            m.family: times for m, (_, times, _) in zip(models, results, strict=True)
+        },
+        "runs": [dataclasses.asdict(run) for runs, _, _ in results for run in runs],
+        "protocols": by_protocol,
     }
     report["targets"] = targets(report)
     options.out.mkdir(parents=True, exist_ok=True)
@@ -126,9 +134,10 @@ def _median_ms(call: Callable[[], Any], repeat: int = 300) -> float:
 
 def bench_family(
     model: BenchModel, options: BenchOptions, folder: Path
-) -> tuple[list[ServerRun], dict[str, float]]:
+) -> tuple[list[ServerRun], dict[str, float], dict[str, Any]]:
     """Start every server (one at a time, so each time to ready is measured alone), then run
-    each load cell on one server after the other, so background noise hits all alike."""
+    each load cell on one server after the other, so background noise hits all alike; then our
+    server's protocols against each other (protocols.py)."""
     local = InProcess(model)
     in_process = {f"pyfunc_{rows}": local.pyfunc_ms(rows) for rows in ROWS}
     spec = ServerSpec(options.config, model.uri, options.workers, options.mlserver, folder)
@@ -140,7 +149,8 @@ def bench_family(
             run_load(server.url, payload(1), 8, 2.0)  # warm-up: first requests, lazy imports
         loads = _run_cells(started, model.family, local, in_process, options.duration_s)
         runs = [_server_run(kind, model.family, s, loads[kind]) for kind, s in started.items()]
-        return runs, in_process
+        protocols = run_protocols(started["ours"], tag(model.uri), options.duration_s)
+        return runs, in_process, protocols
     finally:
         for server in started.values():
             stop(server.process)

@@ -247,6 +247,9 @@ class ServeConfig:
     # Liveness, readiness and /metrics also answer here, from a thread never queued behind
     # predictions (probes.py); PROBE_PORT overrides it, 0 turns it off.
     probe_port: Annotated[int, Strict(), Field(ge=0, lt=65536)] = 8082
+    # The Open Inference Protocol's gRPC service, beside HTTP on the same model, batcher and
+    # limits (grpc_service.py); GRPC_PORT overrides it, 0 turns it off.
+    grpc_port: Annotated[int, Strict(), Field(ge=0, lt=65536)] = 8081
     model_alias: str = "champion"
     # Processes. One suits a 2-core pod: the event loop takes one core, predict threads the other
     # (numpy, sklearn trees and torch release the GIL); each extra worker is another model copy.

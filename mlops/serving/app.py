@@ -1,10 +1,10 @@
 """The Starlette application: routes of both protocols, /metrics, /admin/reload, errors as JSON.
 
 `create_app(settings)` builds it; nothing happens at import. The lifespan opens the resources
-(tracking URI, model manager, batcher) and hooks SIGTERM so readiness turns false at once while
-requests are still served for `serve.drain_s` (guard.py). Every error is a short JSON body:
-MLflow's shape on /invocations, `{"error": ...}` elsewhere; never a stack trace, never the
-request echoed.
+(tracking URI, model manager, batcher, the gRPC service on `grpc_port`) and hooks SIGTERM so
+readiness turns false at once while requests are still served for `serve.drain_s` (guard.py).
+Every error is a short JSON body: MLflow's shape on /invocations, `{"error": ...}` elsewhere;
+never a stack trace, never the request echoed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -49,15 +50,14 @@ _HTTP_MESSAGES = {404: "not found", 405: "method not allowed"}
 def create_app(settings: ServerSettings) -> Starlette:
     metrics = Metrics(settings.serve.prediction_buckets, settings.serve.drift_window_rows)
     mlflow_routes, v2_routes = mlflow_protocol.routes(), v2.routes()
-    routes = [
-        *mlflow_routes,
-        *v2_routes,
-        Route("/metrics", scrape),
-        Route("/admin/reload", admin_reload, methods=["POST"]),
-    ]
     shed = [(r, mlflow_protocol.error_body(503, SHED_MESSAGE)) for r in mlflow_routes]
     shed += [(r, dumps({"error": SHED_MESSAGE})) for r in v2_routes]
     predict_routes = [(r, body) for r, body in shed if "POST" in (getattr(r, "methods", ()) or ())]
+    # Prediction routes first: Starlette tries routes in order, and the ten in front of v2's
+    # infer route took 14 us a request to try, a tenth of what a 1-row request costs in all.
+    routes = [route for route, _ in predict_routes]
+    routes += [r for r in (*mlflow_routes, *v2_routes) if r not in routes]
+    routes += [Route("/metrics", scrape), Route("/admin/reload", admin_reload, methods=["POST"])]
     return Starlette(
         routes=routes,
         middleware=[
@@ -96,14 +96,27 @@ async def lifespan(
     if settings.probe_port:
         answer = partial(_probe_answer, models, metrics)
         probes = start_probes(settings.host, settings.probe_port, answer)
+    found = Services(settings, models, batcher, metrics)
+    grpc_server = await _start_grpc(found) if settings.grpc_port else None
     try:
-        yield {"services": Services(settings, models, batcher, metrics)}
+        yield {"services": found}
     finally:
+        if grpc_server is not None:  # after HTTP has drained: in-flight calls get the same time
+            await grpc_server.stop(config.drain_timeout_s)
         if probes is not None:
             probes.shutdown()
             probes.server_close()
         await models.stop()
         await batcher.stop()
+
+
+async def _start_grpc(found: Services) -> Any:
+    # Imported here, only when the port is on: the generated messages join protobuf's global
+    # registry, where a client library's copy of the same protocol (tritonclient's, in a test
+    # process that also builds this app) would clash with them.
+    from mlops.serving.grpc_service import start_grpc
+
+    return await start_grpc(found)
 
 
 def _probe_answer(models: ModelManager, metrics: Metrics, path: str) -> Answer:

@@ -13,8 +13,9 @@ import asyncio
 import hmac
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -63,6 +64,7 @@ class Decoded:
 
 
 D = TypeVar("D", bound=Decoded)
+P = TypeVar("P")  # a request's payload: the body's bytes, a gRPC message
 
 
 def services(request: Request) -> Services:
@@ -77,10 +79,13 @@ def json_response(
 
 
 def check_token(request: Request, expected: str) -> None:
+    check_bearer(request.headers.get("authorization", ""), expected)
+
+
+def check_bearer(header: str, expected: str) -> None:
     """Bearer token check in constant time; a no-op when `expected` is empty."""
     if not expected:
         return
-    header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(
         token.strip().encode(), expected.encode()
@@ -122,26 +127,43 @@ async def predict_request(
 ) -> tuple[ServedModel, Prediction, D]:
     """Token, readiness, body, decode + validate, batch queue: the predictions for `request`."""
     found = services(request)
-    config = found.settings.serve
     check_token(request, found.settings.api_token)
     model = found.models.pick(request.headers, request.path_params.get("version"))
+    max_bytes = found.settings.serve.max_body_bytes
+    return await predict(found, model, partial(read_body, request, max_bytes), len, decode)
+
+
+async def predict(
+    found: Services,
+    model: ServedModel,
+    receive: Callable[[float], Awaitable[P]],
+    size: Callable[[P], int],
+    decode: Callable[[P, ServedModel], D],
+    inline: bool = True,
+) -> tuple[ServedModel, Prediction, D]:
+    """For `model` (the champion or the canary, `ModelManager.pick`): the payload
+    `receive(deadline)` gives, decode + validate (in a thread when `size` says it is large),
+    batch queue (`inline`: see Batcher.predict), the canary's judge and shadow copy: what HTTP
+    and gRPC requests share."""
+    config = found.settings.serve
     loop = asyncio.get_running_loop()
     deadline = loop.time() + config.request_timeout_s
     batcher = found.batcher
-    batcher.admitted += 1  # the Guard middleware admitted it (guard.py)
+    batcher.admitted += 1  # admitted on arrival (guard.py, grpc_service.py)
     try:
         batcher.arriving += 1
         try:
-            body = await read_body(request, config.max_body_bytes, deadline)
-            if len(body) < _THREAD_DECODE_BYTES:
-                decoded = decode(body, model)
+            payload = await receive(deadline)
+            if size(payload) < _THREAD_DECODE_BYTES:
+                decoded = decode(payload, model)
             else:
-                decoded = await asyncio.to_thread(decode, body, model)
+                decoded = await asyncio.to_thread(decode, payload, model)
         finally:
             batcher.arriving -= 1
         model.check_options(decoded.options)
+        table, options = decoded.table, decoded.options
         try:
-            prediction = await batcher.predict(model, decoded.table, decoded.options, deadline)
+            prediction = await batcher.predict(model, table, options, deadline, inline)
         except RequestError:  # 5xx: the model failed, or ran out of time
             found.models.answered(model, ok=False)
             raise

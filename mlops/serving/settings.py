@@ -1,8 +1,9 @@
 """Everything one server process needs, resolved once from config, environment and command line.
 
-Precedence: command-line flag, then environment (`HOST`, `PORT`, `MODEL_URI`), then the config
-file. Tokens only come from the environment: `MLOPS_API_TOKEN` (optional, protects predictions)
-and `MLOPS_ADMIN_TOKEN` (required by /admin/*; admin endpoints answer 403 without it).
+Precedence: command-line flag, then environment (`HOST`, `PORT`, `PROBE_PORT`, `GRPC_PORT`,
+`MODEL_URI`), then the config file. Tokens only come from the environment: `MLOPS_API_TOKEN`
+(optional, protects predictions on HTTP and gRPC) and `MLOPS_ADMIN_TOKEN` (required by /admin/*;
+admin endpoints answer 403 without it).
 `ServerSettings` is picklable: worker processes receive it as it is.
 
 Which model: `models:/<name>@<alias>` is watched: the server asks the registry which version the
@@ -54,6 +55,7 @@ class ServerSettings:
     port: int
     serve: ServeConfig
     probe_port: int = 0
+    grpc_port: int = 0
     api_token: str = field(default="", repr=False)
     admin_token: str = field(default="", repr=False)
     # With several workers: where each ready worker leaves a marker (see lifecycle.WorkerMarks).
@@ -75,6 +77,7 @@ def server_settings(
         host=host or environ.get("HOST") or serve.host,
         port=port if port is not None else _port(environ.get("PORT"), serve.port),
         probe_port=_port(environ.get("PROBE_PORT"), serve.probe_port),
+        grpc_port=_port(environ.get("GRPC_PORT"), serve.grpc_port),
         serve=serve,
         api_token=environ.get("MLOPS_API_TOKEN", ""),
         admin_token=environ.get("MLOPS_ADMIN_TOKEN", ""),

@@ -87,13 +87,32 @@ def table_from_rows(
     into str; only booleans would pass as 1.0, hence the flag). Anything unusual takes the
     per-column road below, which finds and names the problem."""
     if plain_numbers and schema.numeric:
-        table = _number_matrix(schema, names, rows)
+        table = number_matrix(schema, names, rows)
         if table is not None:
             return table
     return table_from_columns(schema, columns_from_rows(names, rows), len(rows))
 
 
-def _number_matrix(schema: InputSchema, names: Sequence[str], rows: Sequence[Any]) -> Table | None:
+def table_from_number_columns(
+    schema: InputSchema, columns: Mapping[str, Sequence[Any]], n_rows: int, plain_numbers: bool
+) -> Table:
+    """`table_from_columns`, with the one-`np.array` road of `table_from_rows` for value lists
+    that `plain_numbers` says hold no booleans."""
+    if plain_numbers and schema.numeric:
+        table = number_matrix(schema, list(columns), list(columns.values()), by_column=True)
+        if table is not None:
+            return table
+    return table_from_columns(schema, columns, n_rows)
+
+
+def number_matrix(
+    schema: InputSchema,
+    names: Sequence[str],
+    rows: Sequence[Any] | np.ndarray,
+    by_column: bool = False,
+) -> Table | None:
+    """The checked float64 matrix of number `rows` (or columns) in the order of `names`, or None
+    when something in them needs the per-column road to be found and named."""
     where = {name: i for i, name in enumerate(names)}
     if len(where) != len(names) or not all(name in where for name in schema.names):
         return None
@@ -101,6 +120,8 @@ def _number_matrix(schema: InputSchema, names: Sequence[str], rows: Sequence[Any
         matrix = np.array(rows)
     except ValueError:  # ragged rows
         return None
+    if by_column:
+        matrix = matrix.T
     if matrix.ndim != 2 or matrix.shape[1] != len(names) or matrix.dtype.kind not in "fi":
         return None
     if tuple(names) == schema.names:  # in signature order already (the usual case): no copy

@@ -97,6 +97,7 @@ def test_service_reaches_the_servers_port(overlay_objs: list[Obj]) -> None:
     env = env_of(_server(overlay_objs), overlay_objs)
     assert _container_port(_server(overlay_objs), ports["http"]) == int(env["PORT"])
     assert _container_port(_server(overlay_objs), ports["probes"]) == int(env["PROBE_PORT"])
+    assert _container_port(_server(overlay_objs), ports["grpc"]) == int(env["GRPC_PORT"])
 
 
 def test_prometheus_annotations_point_at_metrics(overlay_objs: list[Obj]) -> None:

@@ -106,9 +106,9 @@ def start_server(
     wait: str = "ready",
 ) -> Server:
     """Start scripts/serve.py; wait until it is ready (or only live, for `wait="live"`)."""
-    port, probe_port = free_port(), free_port()
+    port, probe_port, grpc_port = free_port(), free_port(), free_port()
     command = [sys.executable, str(SERVE), "--port", str(port), "--model-uri", model_uri]
-    command += ["--set", f"serve.probe_port={probe_port}"]
+    command += ["--set", f"serve.probe_port={probe_port}", "--set", f"serve.grpc_port={grpc_port}"]
     command += ["--workers", str(workers), "--config", str(REPO / "configs" / "default.yaml")]
     for override in overrides or []:
         command += ["--set", override]
@@ -128,6 +128,7 @@ def start_server(
         )
     server = Server(port, process, log_path, token=(env or {}).get("MLOPS_API_TOKEN", ""))
     server.extra["probe_port"] = probe_port
+    server.extra["grpc_port"] = grpc_port
     path = "/v2/health/ready" if wait == "ready" else "/v2/health/live"
     try:
         server.wait_for(path)

@@ -226,7 +226,7 @@ def test_v2_column_tensors_and_one_matrix_decode_alike() -> None:
         ]
     }
     for payload in (columns, matrix):
-        request = v2.decode(json.dumps(payload).encode(), NUMERIC, 100, classifier=True)
+        request = v2.decode(json.dumps(payload).encode(), None, NUMERIC, 100, classifier=True)
         np.testing.assert_array_equal(request.table.data, np.array(EXPECTED))
 
 
@@ -244,7 +244,7 @@ def test_v2_column_tensors_and_one_matrix_decode_alike() -> None:
 )
 def test_v2_bad_tensors_are_refused(tensor: dict[str, object], words: str) -> None:
     with pytest.raises(InputError, match=words):
-        v2.decode(json.dumps({"inputs": [tensor]}).encode(), NUMERIC, 100, classifier=True)
+        v2.decode(json.dumps({"inputs": [tensor]}).encode(), None, NUMERIC, 100, True)
 
 
 def test_drift_counts_values_outside_the_training_range_and_categories() -> None:
@@ -288,3 +288,26 @@ def test_answers_are_strict_json_whichever_encoder_writes_them() -> None:
 def test_a_corrupt_parquet_body_is_refused() -> None:
     with pytest.raises(InputError, match="not a readable Parquet file"):
         mlflow_protocol.decode(b"PAR1 not really", mlflow_protocol.PARQUET, NUMERIC, 100)
+
+
+@pytest.mark.parametrize(
+    ("b_data", "words"),
+    [
+        ([2, 5, 6], "'b': 3 values do not fill shape \\[2\\]"),
+        ([2, [5]], "column 'b', row 1: expected a number, got a list"),
+        ([2, 5.5], "column 'b', row 1: expected an integer"),
+        ([2, "5"], "column 'b', row 1: expected a number, got a string"),
+        ([2, True], "column 'b', row 1: expected a number, got true/false"),
+    ],
+    ids=["ragged", "nested", "fractional", "string", "boolean"],
+)
+def test_v2_column_tensors_the_bulk_decode_refuses_are_named(
+    b_data: list[object], words: str
+) -> None:
+    inputs = [
+        {"name": "a", "shape": [2], "datatype": "FP64", "data": [1.0, 4.0]},
+        {"name": "b", "shape": [2], "datatype": "INT64", "data": b_data},
+        {"name": "c", "shape": [2], "datatype": "FP64", "data": [3.0, 6.0]},
+    ]
+    with pytest.raises(InputError, match=words):
+        v2.decode(json.dumps({"inputs": inputs}).encode(), None, NUMERIC, 100, True)

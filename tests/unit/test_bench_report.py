@@ -45,3 +45,24 @@ def test_a_server_left_out_leaves_out_its_targets_and_columns() -> None:
     assert not [c for c in report["targets"] if "mlflow" in c["check"] or "MLS" in c["check"]]
     assert "ours/ceiling" in markdown_report(report)
     assert "mlflow" not in markdown_report(report).split("\n\n")[1]
+
+
+def test_protocol_targets_compare_v2_with_invocations_and_grpc_with_v2() -> None:
+    report = _report(["ours"])
+    rps = {"invocations": 5000, "v2 columns": 4600, "v2 matrix": 4400}
+    rps |= {"grpc columns": 4700, "grpc matrix": 4000}
+    report["protocols"] = {
+        "linear": {
+            name: {"requests_per_s": value, "server_cpu_us": 150.0, "p50_ms": 10.0}
+            | {"p99_ms": 20.0, "failed": 0, "tool": "wrk"}
+            for name, value in rps.items()
+        }
+    }
+    report["targets"] = targets(report)
+    checks = {c["check"]: c for c in report["targets"]}
+    assert checks["c64 1-row req/s, v2 columns/invocations"]["met"] is True
+    assert checks["c64 1-row req/s, v2 matrix/invocations"]["value"] == 0.88
+    assert checks["c64 1-row req/s, v2 matrix/invocations"]["met"] is False
+    assert checks["c64 1-row req/s, grpc columns/v2 columns"]["met"] is True
+    assert checks["c64 1-row req/s, grpc matrix/v2 matrix"]["met"] is False
+    assert "| linear | grpc matrix | 4000 | 150 |" in markdown_report(report)
