@@ -102,7 +102,11 @@ def server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # its graceful shutdown can wait out a 30 s timeout
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
 
 def _login(monkeypatch: pytest.MonkeyPatch, url: str, user: str) -> MlflowClient:

@@ -51,14 +51,17 @@ def peak_rss_bytes(store: Store, source: Path, output: Path) -> int:
     command = [sys.executable, str(REPO / "scripts/score.py"), str(source), str(output)]
     command += ["--keep", "id", "--set", f"registered_model={BC_MODEL}"]
     env = {**os.environ, "MLFLOW_TRACKING_URI": store.uri}
+    for inherited in ("MLFLOW_REGISTRY_URI", "MODEL_URI"):  # this store's model, nothing else
+        env.pop(inherited, None)
     measured = subprocess.run(
         [sys.executable, "-c", MEASURE, *command],
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
-        check=True,
+        check=False,
     )
+    assert measured.returncode == 0, measured.stderr
     return int(measured.stdout.strip().splitlines()[-1])
 
 
