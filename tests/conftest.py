@@ -51,6 +51,21 @@ def unmeasured(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in (env or os.environ).items() if k not in names}
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_environment_restored() -> Iterator[None]:
+    """`mlflow.set_registry_uri` (configure_tracking, in-process scripts) writes
+    MLFLOW_REGISTRY_URI into the environment: one test's store must not become the registry of a
+    later test's subprocesses."""
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture
 def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh SQLite tracking + registry store; `configure_tracking()` picks it up from the env."""

@@ -39,6 +39,7 @@ def test_the_documented_spark_udf_scores_as_pyfunc(score_store: Store, tmp_path:
     env = {
         **unmeasured(),
         "MLFLOW_TRACKING_URI": score_store.uri,
+        "MLFLOW_REGISTRY_URI": score_store.uri,
         "MODEL_URI": uri,
         "INPUT": str(tmp_path / "in.parquet"),
         "OUTPUT": str(tmp_path / "scored"),
@@ -46,14 +47,16 @@ def test_the_documented_spark_udf_scores_as_pyfunc(score_store: Store, tmp_path:
         "SPARK_LOCAL_IP": "127.0.0.1",
     }
     env.pop("PYTHONPATH", None)
-    subprocess.run(
+    ran = subprocess.run(
         [str(SPARK_PYTHON), "spark_score.py"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
+        text=True,
         timeout=300,
-        check=True,
+        check=False,
     )
+    assert ran.returncode == 0, ran.stderr[-3000:]
     scored = pd.read_parquet(tmp_path / "scored").sort_values("id")
     expected = pyfunc_predictions(score_store, uri, rows.drop(columns=["id"]))
     np.testing.assert_array_equal(scored["prediction"].to_numpy(), expected.astype(float))
