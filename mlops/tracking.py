@@ -106,7 +106,7 @@ def _beat(run_id: str, stop: threading.Event) -> None:
 def fail_abandoned_runs(experiment_id: str) -> None:
     """Mark FAILED, with the reason as a tag, the pipeline's RUNNING runs of the experiment that
     nobody will end: on this host, those whose process is gone (killed, or cut off from the
-    tracking server before it could end the run); of other hosts (another pod), those whose
+    tracking server before it could end the run); on any host (another pod), those whose
     heartbeat stopped more than STALE_AFTER_S ago."""
     host, client = socket.gethostname(), MlflowClient()
     query = "attributes.status = 'RUNNING' and tags.`mlops.host` != ''"
@@ -119,14 +119,12 @@ def fail_abandoned_runs(experiment_id: str) -> None:
 
 
 def _abandoned(tags: dict[str, str], this_host: str) -> str:
-    """Why a RUNNING run with these tags is abandoned, or "" if it may still be running."""
+    """Why a RUNNING run with these tags is abandoned, or "" if it may still be running. The
+    heartbeat also covers this host: a restarted container keeps its pod's name and may reuse
+    the dead process's pid."""
     owner, pid = tags["mlops.host"], int(tags.get("mlops.pid", "0"))
-    if owner == this_host:
-        return (
-            f"process {pid} on {owner} ended without finishing the run"
-            if pid and not _alive(pid)
-            else ""
-        )
+    if owner == this_host and pid and not _alive(pid):
+        return f"process {pid} on {owner} ended without finishing the run"
     silent_s = time.time() - float(tags.get("mlops.heartbeat", "inf"))
     return f"no heartbeat from {owner} for {silent_s:.0f} s" if silent_s > STALE_AFTER_S else ""
 
