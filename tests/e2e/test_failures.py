@@ -92,7 +92,9 @@ def test_the_next_step_fails_the_runs_a_dead_process_left_running(
     exited.wait()
     dead_pid = str(exited.pid)
     client = MlflowClient()
-    experiment_id = client.create_experiment("breast-cancer")
+    # Its artifacts in the test's folder (a bare create_experiment would use ./mlruns).
+    artifacts = (tmp_path / "artifacts").as_uri()
+    experiment_id = client.create_experiment("breast-cancer", artifact_location=artifacts)
     host = socket.gethostname()
     abandoned = client.create_run(
         experiment_id, tags={"mlops.step": "train", "mlops.host": host, "mlops.pid": dead_pid}
