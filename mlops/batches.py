@@ -78,11 +78,13 @@ def _batches(
 def _joined(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
     """Batches of at least `rows` rows (the last one fewer), from batches of any size."""
     pending: list[pa.RecordBatch] = []
+    pending_rows = 0
     for batch in batches:
         pending.append(batch)
-        if sum(b.num_rows for b in pending) >= rows:
+        pending_rows += batch.num_rows
+        if pending_rows >= rows:
             yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
-            pending = []
+            pending, pending_rows = [], 0
     if pending:
         yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 

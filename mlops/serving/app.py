@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 # Probes and scrapes are not "in flight" work; they are still counted by endpoint and status.
 _NOT_IN_FLIGHT = frozenset({"/metrics", "/v2/health/live", "/v2/health/ready", "/ping", "/health"})
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
-_VALIDATION_STATUSES = frozenset({400, 413, 415})
 _HTTP_MESSAGES = {404: "not found", 405: "method not allowed"}
 
 
@@ -156,8 +155,7 @@ async def admin_reload(request: Request) -> Response:
 
 
 async def request_error(metrics: Metrics, request: Request, error: RequestError) -> Response:
-    if error.status in _VALIDATION_STATUSES:
-        metrics.validation_errors.labels(error.reason).inc()
+    metrics.refused(error)
     headers = dict(error.headers)
     if error.status == 413:  # the rest of the body is never read: close the connection
         headers["Connection"] = "close"

@@ -49,7 +49,6 @@ _CODES = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
-_VALIDATION_STATUSES = frozenset({400, 413})
 # The InferTensorContents field that holds each datatype (FP16 only travels raw).
 _CONTENTS = {
     "BOOL": "bool_contents",
@@ -80,8 +79,7 @@ def rpc(handler: Handler[R]) -> Handler[R]:
             return reply
         except RequestError as error:
             status, code, message = error.status, _CODES.get(error.status, code), error.message
-            if status in _VALIDATION_STATUSES:
-                metrics.validation_errors.labels(error.reason).inc()
+            metrics.refused(error)
         except Exception:
             log.exception("gRPC %s failed", handler.__name__)
         finally:

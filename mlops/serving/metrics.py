@@ -30,6 +30,10 @@ from prometheus_client import (
 )
 
 from mlops.serving.drift import DriftMonitor
+from mlops.serving.errors import RequestError
+
+# The statuses of a request at fault (bad input, too large, wrong media type).
+_VALIDATION_STATUSES = frozenset({400, 413, 415})
 
 if TYPE_CHECKING:
     from mlops.serving.model import Prediction, ServedModel
@@ -177,6 +181,11 @@ class Metrics:
         """The canary `model` answers no more requests (stopped, replaced or taken out)."""
         self.canary_active.set(0)
         self.model_info.labels(*info_labels(model)).set(0)
+
+    def refused(self, error: RequestError) -> None:
+        """Count a request turned away for what it sent (either protocol) by its reason."""
+        if error.status in _VALIDATION_STATUSES:
+            self.validation_errors.labels(error.reason).inc()
 
     def answered(self, model: ServedModel, ok: bool) -> None:
         series = self.series(model)
