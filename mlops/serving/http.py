@@ -98,11 +98,10 @@ async def read_body(request: Request, max_bytes: int, deadline: float) -> bytes:
     end, and dropped, when it is at most `_DRAIN_FACTOR` times the limit: a client still sending
     when the server closes the connection gets a reset instead of the 413 (seen with Python's
     http.client). A larger body, or one still arriving at the deadline, is not waited for."""
-    too_large = BodyTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
     drain_limit = _DRAIN_FACTOR * max_bytes
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > drain_limit):
-        raise too_large
+        raise _too_large(max_bytes)
     chunks: list[bytes] = []
     size = 0
     try:
@@ -117,8 +116,12 @@ async def read_body(request: Request, max_bytes: int, deadline: float) -> bytes:
         if size <= max_bytes:  # past the limit already: that is the answer, not the time
             raise BodyTimeout("the request body did not arrive within the time budget") from None
     if size > max_bytes:
-        raise too_large
+        raise _too_large(max_bytes)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(max_bytes: int) -> BodyTooLarge:
+    return BodyTooLarge(f"request body is larger than the limit of {max_bytes} bytes")
 
 
 async def predict_request(

@@ -113,8 +113,9 @@ def number_matrix(
 ) -> Table | None:
     """The checked float64 matrix of number `rows` (or columns) in the order of `names`, or None
     when something in them needs the per-column road to be found and named."""
-    where = {name: i for i, name in enumerate(names)}
-    if len(where) != len(names) or not all(name in where for name in schema.names):
+    in_order = tuple(names) == schema.names  # the usual case: no lookups, no copy
+    where = {} if in_order else {name: i for i, name in enumerate(names)}
+    if not in_order and (len(where) != len(names) or not all(n in where for n in schema.names)):
         return None
     try:
         matrix = np.array(rows)
@@ -124,7 +125,7 @@ def number_matrix(
         matrix = matrix.T
     if matrix.ndim != 2 or matrix.shape[1] != len(names) or matrix.dtype.kind not in "fi":
         return None
-    if tuple(names) == schema.names:  # in signature order already (the usual case): no copy
+    if in_order:
         data = matrix.astype(np.float64, copy=False)
     else:
         data = matrix[:, [where[name] for name in schema.names]].astype(np.float64)
