@@ -7,11 +7,14 @@ becomes a `v2.Tensor` (typed `contents` or `raw_input_contents`) and takes the v
 there; outputs go back as `raw_output_contents`. With several workers each binds the port with
 SO_REUSEPORT, as they share the HTTP socket. Errors carry the status code matching HTTP's:
 400 INVALID_ARGUMENT, 401 UNAUTHENTICATED, 404 NOT_FOUND, 503 UNAVAILABLE, 504 DEADLINE_EXCEEDED;
-messages over `max_body_bytes` get RESOURCE_EXHAUSTED from gRPC itself.
+messages over `max_body_bytes` get RESOURCE_EXHAUSTED from gRPC itself. Calls are counted in the
+HTTP request metrics under the status HTTP would give; one its client cancelled (or whose
+deadline passed) under 499, as nginx counts a request its client gave up on, not as a 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -39,6 +42,7 @@ from mlops.serving.validate import Table, check_row_count, number_matrix
 log = logging.getLogger(__name__)
 
 SERVICE = "/inference.GRPCInferenceService/"
+CLIENT_CLOSED = 499  # the status a call cancelled by its client is counted under (nginx's)
 _CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
@@ -80,6 +84,9 @@ def rpc(handler: Handler[R]) -> Handler[R]:
         except RequestError as error:
             status, code, message = error.status, _CODES.get(error.status, code), error.message
             metrics.refused(error)
+        except asyncio.CancelledError:  # the client cancelled the call, or its deadline passed
+            status = CLIENT_CLOSED
+            raise
         except Exception:
             log.exception("gRPC %s failed", handler.__name__)
         finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.grpc as triton
+from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException
@@ -172,9 +174,43 @@ def test_calls_are_counted_with_http_requests(
     client: triton.InferenceServerClient, linear_server: Server, bc_frame: pd.DataFrame
 ) -> None:
     client.infer("bc-linear", column_inputs(bc_frame))
-    exposition = linear_server.get("/metrics").body.decode()
-    endpoint = 'endpoint="/inference.GRPCInferenceService/ModelInfer"'
-    assert any(endpoint in line and 'status="200"' in line for line in exposition.splitlines())
+    assert grpc_answers(linear_server).get("200", 0) >= 1
+
+
+def test_a_call_its_client_gave_up_on_is_counted_as_499(
+    generic_server: Server, bc_frame: pd.DataFrame
+) -> None:
+    """A call waiting behind a slow prediction when its deadline passes is cancelled by gRPC
+    in the server: it counts as a client's 499, never as a server error."""
+    slow = {"dataframe_records": RECORDS_GENERIC[:1], "params": {"sleep_s": 0.8}}
+    frame = pd.DataFrame(RECORDS_GENERIC[:1])
+    token = {"authorization": f"Bearer {generic_server.token}"}
+    client = triton.InferenceServerClient(grpc_url(generic_server))
+    with ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(generic_server.post, "/invocations", slow)
+        time.sleep(0.2)  # the slow request holds the predict thread; the call queues behind it
+        with pytest.raises(InferenceServerException) as gave_up:
+            client.infer("generic", column_inputs(frame), headers=token, client_timeout=0.2)
+        assert busy.result().status == 200
+    client.close()
+    assert gave_up.value.status() == "StatusCode.DEADLINE_EXCEEDED"
+    counted = grpc_answers(generic_server)
+    assert counted.get("499") == 1 and "500" not in counted, counted
+
+
+INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+
+def grpc_answers(server: Server) -> dict[str, float]:
+    """ModelInfer calls so far, by the status they were counted under."""
+    exposition = server.get("/metrics").body.decode()
+    counts = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "mlops_http_requests_total" and labels["endpoint"] == INFER:
+                counts[labels["status"]] = sample.value
+    return counts
 
 
 @pytest.mark.slow
