@@ -1,5 +1,6 @@
 """Load generation for `make bench`: wrk when installed, else a small asyncio HTTP/1.1 client;
-for gRPC, grpc.aio sending pre-serialized bytes (no protobuf work in the client).
+for gRPC, h2load (nghttp2's HTTP/2 load generator, C like wrk) when installed, else grpc.aio;
+both send the same pre-serialized request (no protobuf work in the client).
 
 All keep `connections` connections busy for `duration_s`, each sending the same request as soon
 as the previous answer arrived (closed loop), and report requests/s and the latency p50 and p99
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
@@ -141,12 +144,50 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return status, "connection: close" in head
 
 
+def grpc_load_tool() -> str:
+    return "h2load" if shutil.which("h2load") else "grpc.aio"
+
+
 def run_grpc_load(
     target: str, method: str, request: bytes, connections: int, duration_s: float
 ) -> LoadResult:
     """Unary calls of `method` ("/package.Service/Method") on `target` (host:port), one
-    connection (channel) per concurrent caller, as wrk has one per connection."""
-    return asyncio.run(_run_grpc(target, method, request, connections, duration_s))
+    connection per concurrent caller, as wrk has one per connection. h2load sees HTTP statuses
+    only, and a gRPC error travels in a 200's trailers: one call through grpcio first checks
+    the request, and the caller counts errors under load from the server's own metrics."""
+    if grpc_load_tool() == "grpc.aio":
+        return asyncio.run(_run_grpc(target, method, request, connections, duration_s))
+    with grpc.insecure_channel(target) as channel:
+        channel.unary_unary(method)(request, timeout=30)  # raises with the server's message
+    return _run_h2load(f"http://{target}{method}", request, connections, duration_s)
+
+
+def _run_h2load(url: str, request: bytes, connections: int, duration_s: float) -> LoadResult:
+    with tempfile.TemporaryDirectory(prefix="h2load-") as folder:
+        body, log = Path(folder) / "body", Path(folder) / "log"
+        # gRPC's framing: uncompressed, the message's length (big-endian), the message.
+        body.write_bytes(b"\0" + len(request).to_bytes(4, "big") + request)
+        command = ["h2load", f"-D{duration_s:g}", f"-c{connections}", "-m1", "-t1"]
+        command += ["-d", str(body), "-H", "content-type: application/grpc", "-H", "te: trailers"]
+        output = subprocess.run(
+            [*command, f"--log-file={log}", url],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=duration_s + 120,
+        ).stdout
+        # Per request: start time (us since the epoch), HTTP status, duration (us).
+        lines = np.loadtxt(log, dtype=np.int64, ndmin=2)
+    done = lines[lines[:, 1] == 200][:, 2] / 1e3
+    p50, p99 = np.percentile(done, [50, 99]) if len(done) else (0.0, 0.0)
+    return LoadResult(
+        tool="h2load",
+        requests_per_s=float(_search(r"finished in [\d.]+\w+, ([\d.]+) req/s", output)),
+        p50_ms=float(p50),
+        p99_ms=float(p99),
+        requests=len(lines),
+        failed=len(lines) - len(done) + int(_search(r"(\d+) errored", output, "0")),
+    )
 
 
 async def _run_grpc(
@@ -188,6 +229,20 @@ def _split_url(url: str) -> tuple[str, int, str]:
     if match is None:
         raise ValueError(f"expected http://host:port/path, got {url!r}")
     return match.group(1), int(match.group(2)), match.group(3)
+
+
+def answers(base: str, endpoint: str) -> dict[str, float]:
+    """Answers of `endpoint` so far, by status code, from the /metrics of our server at `base`
+    (a gRPC method counts under the status HTTP would have given)."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "mlops_http_requests_total" and labels.get("endpoint") == endpoint:
+                counts[labels["status"]] = counts.get(labels["status"], 0.0) + sample.value
+    return counts
 
 
 def tree_rss_bytes(pid: int) -> int:

@@ -32,9 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.loadgen import run_load
+from benchmarks.loadgen import answers, run_load
 from benchmarks.models import FAMILIES, register_bench_models
 from benchmarks.servers import ServerSpec, free_port, launch, stop
 from benchmarks.serving import payload
@@ -45,22 +44,6 @@ from mlops.tracking import configure_tracking
 log = logging.getLogger(__name__)
 
 PROBE_EVERY_S = 0.05
-
-
-def statuses(base: str) -> dict[str, float]:
-    """Answers of /invocations so far, by status code, from the server's /metrics."""
-    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    counts: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if (
-                sample.name == "mlops_http_requests_total"
-                and sample.labels.get("endpoint") == "/invocations"
-            ):
-                status = sample.labels["status"]
-                counts[status] = counts.get(status, 0.0) + sample.value
-    return counts
 
 
 class Prober(threading.Thread):
@@ -91,14 +74,14 @@ def overload(url: str, probe_port: int, duration_s: float) -> dict[str, Any]:
     base = url.removesuffix("/invocations")
     body = payload(1)
     c64 = max(run_load(url, body, 64, 5.0).requests_per_s for _ in range(2))
-    before = statuses(base)
+    before = answers(base, "/invocations")
     host, _ = base.removeprefix("http://").split(":")
     prober = Prober(host, probe_port)
     prober.start()
     result = run_load(url, body, 1024, duration_s)
     prober.done.set()
     prober.join()
-    after = statuses(base)
+    after = answers(base, "/invocations")
     answered = {s: after.get(s, 0.0) - before.get(s, 0.0) for s in after}
     ok_per_s = answered.get("200", 0.0) / duration_s
     return {
@@ -167,10 +150,10 @@ def _one_request(base: str) -> float:
 
 
 def met(cell: dict[str, Any], slow: dict[str, Any]) -> dict[str, bool]:
-    answers = set(cell["answers"])
+    seen = set(cell["answers"])
     return {
         "goodput >= 0.8 x c64": cell["goodput_ratio"] >= 0.8,
-        "only 200 and 503": answers <= {"200", "503"} and not cell["socket_errors_and_timeouts"],
+        "only 200 and 503": seen <= {"200", "503"} and not cell["socket_errors_and_timeouts"],
         "readiness p99 < 100 ms": cell["ready_p99_ms"] < 100 and not cell["ready_failures"],
         "normal client p99 < 50 ms": slow["normal_p99_ms"] < 50,
         "slow connections closed": slow["still_open_after_timeout"] == 0,

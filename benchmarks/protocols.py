@@ -1,12 +1,13 @@
 """Our server by protocol, for `make bench`: the same 1-row request at concurrency 64 as MLflow's
 `dataframe_split` on /invocations, as v2 REST JSON (one tensor per column; one 2-D tensor) and as
-v2 gRPC (the same two layouts, raw tensor contents as tritonclient sends them).
+v2 gRPC (the same two layouts, raw tensor contents as tritonclient sends them); beside them the
+gRPC ceiling (grpc_ceiling.py: grpc.aio answering a constant) with the 2-D request.
 
 All run on the same server in turn, alternating (forwards, then backwards, `ROUNDS` times), so a
 slow spell of a shared machine hits every protocol alike; each figure is the mean of its rounds.
 Beside requests/s, the server's own CPU time per request (all its threads, from /proc): on a
-machine the load generator shares, requests/s also measures the load generator (the gRPC one is
-Python, wrk is C), while CPU per request is the server's alone.
+machine the load generator shares, requests/s also measures the load generator (wrk and h2load
+are C; without h2load the gRPC one is Python), while CPU per request is the server's alone.
 """
 
 from __future__ import annotations
@@ -19,14 +20,21 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.loadgen import LoadResult, run_grpc_load, run_load, tree_cpu_s
+from benchmarks.loadgen import LoadResult, answers, run_grpc_load, run_load, tree_cpu_s
 from benchmarks.models import bench_data
 from benchmarks.servers import Started
 from mlops.serving.proto import grpc_predict_v2_pb2 as pb
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("invocations", "v2 columns", "v2 matrix", "grpc columns", "grpc matrix")
+PROTOCOLS = (
+    "invocations",
+    "v2 columns",
+    "v2 matrix",
+    "grpc columns",
+    "grpc matrix",
+    "grpc ceiling",
+)
 CONNECTIONS = 64
 ROUNDS = 2
 INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -58,22 +66,19 @@ def bodies(model_name: str, rows: int = 1) -> dict[str, bytes]:
     }
 
 
-def run_protocols(server: Started, model_name: str, duration_s: float) -> dict[str, Any]:
+def run_protocols(
+    server: Started, grpc_ceiling: Started, model_name: str, duration_s: float
+) -> dict[str, Any]:
     """{protocol: the mean LoadResult's fields and `server_cpu_us` per request}."""
     requests = bodies(model_name)
-    v2_url = server.url.replace("/invocations", f"/v2/models/{model_name}/infer")
     results: dict[str, list[LoadResult]] = {protocol: [] for protocol in PROTOCOLS}
     cpu_s = dict.fromkeys(PROTOCOLS, 0.0)
     for round_ in range(ROUNDS):
         for protocol in PROTOCOLS if round_ % 2 == 0 else PROTOCOLS[::-1]:
-            body = requests[protocol]
-            before = tree_cpu_s(server.process.pid)
-            if protocol.startswith("grpc"):
-                result = run_grpc_load(server.grpc_target, INFER, body, CONNECTIONS, duration_s)
-            else:
-                url = server.url if protocol == "invocations" else v2_url
-                result = run_load(url, body, CONNECTIONS, duration_s)
-            cpu_s[protocol] += tree_cpu_s(server.process.pid) - before
+            target = grpc_ceiling if protocol == "grpc ceiling" else server
+            before = tree_cpu_s(target.process.pid)
+            result = _load(protocol, server, grpc_ceiling, model_name, requests, duration_s)
+            cpu_s[protocol] += tree_cpu_s(target.process.pid) - before
             log.info("ours %s 1x%d: %s", protocol, CONNECTIONS, result)
             results[protocol].append(result)
     summary = {}
@@ -82,6 +87,30 @@ def run_protocols(server: Started, model_name: str, duration_s: float) -> dict[s
         cpu_us = 1e6 * cpu_s[protocol] / max(mean.requests, 1)
         summary[protocol] = {**dataclasses.asdict(mean), "server_cpu_us": cpu_us}
     return summary
+
+
+def _load(
+    protocol: str,
+    server: Started,
+    grpc_ceiling: Started,
+    model_name: str,
+    requests: dict[str, bytes],
+    duration_s: float,
+) -> LoadResult:
+    if protocol == "grpc ceiling":
+        body = requests["grpc matrix"]
+        return run_grpc_load(grpc_ceiling.grpc_target, INFER, body, CONNECTIONS, duration_s)
+    if not protocol.startswith("grpc"):
+        v2_url = server.url.replace("/invocations", f"/v2/models/{model_name}/infer")
+        url = server.url if protocol == "invocations" else v2_url
+        return run_load(url, requests[protocol], CONNECTIONS, duration_s)
+    base = server.url.removesuffix("/invocations")
+    before = answers(base, INFER)
+    result = run_grpc_load(server.grpc_target, INFER, requests[protocol], CONNECTIONS, duration_s)
+    # 499: the calls still in flight when the load generator stopped, cancelled by it.
+    after = answers(base, INFER).items()
+    refused = {s: n - before.get(s, 0.0) for s, n in after if s not in ("200", "499")}
+    return dataclasses.replace(result, failed=result.failed + int(sum(refused.values())))
 
 
 def _mean(runs: list[LoadResult]) -> LoadResult:

@@ -12,7 +12,8 @@ Targets, per family, measured in the same run:
 - our own protocols (protocols.py), concurrency 64, 1-row requests: v2 REST at least 0.9x the
   requests/s of /invocations, and v2 gRPC at least those of v2 REST, for one tensor per column
   and for one 2-D tensor alike.
-The ceiling (a bare Starlette app, benchmarks/ceiling.py) has no target: it shows how close we are.
+The ceilings (a bare Starlette app, benchmarks/ceiling.py; a bare grpc.aio servicer,
+benchmarks/grpc_ceiling.py) have no target: they show how close we are.
 A server left out of the run (`--servers`) leaves out its columns and targets.
 """
 

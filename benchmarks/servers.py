@@ -7,6 +7,9 @@
 - `ceiling`: benchmarks/ceiling.py, a bare Starlette app that parses the body and answers a
   constant: the upper bound for any server on this stack.
 
+Beside them, for the gRPC rows, `launch_grpc_ceiling`: benchmarks/grpc_ceiling.py, grpc.aio
+answering a constant, the upper bound for any Python server on grpcio.
+
 All four take the same request: the MLflow scoring protocol's `dataframe_split` on POST
 /invocations (MLServer serves it through the runtime's custom `/invocations` handler). Ours also
 serves the Open Inference Protocol, over REST and gRPC (its port in `Started.grpc_target`).
@@ -25,6 +28,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+import grpc
 
 REPO = Path(__file__).resolve().parents[1]
 SERVERS = ("mlflow", "mlserver", "ceiling", "ours")
@@ -71,6 +76,21 @@ def launch(kind: str, spec: ServerSpec) -> Started:
         raise
     url, ready_s = f"http://127.0.0.1:{port}/invocations", time.perf_counter() - began
     return Started(process, url, ready_s, f"127.0.0.1:{grpc_port}" if kind == "ours" else "")
+
+
+def launch_grpc_ceiling(folder: Path) -> Started:
+    port = free_port()
+    command = [sys.executable, "-m", "benchmarks.grpc_ceiling", str(port)]
+    process = _popen(command, folder / "grpc-ceiling.log")
+    target = f"127.0.0.1:{port}"
+    try:
+        with grpc.insecure_channel(target) as channel:
+            grpc.channel_ready_future(channel).result(timeout=READY_TIMEOUT_S)
+    except grpc.FutureTimeoutError:
+        stop(process)
+        log = (folder / "grpc-ceiling.log").read_text()
+        raise RuntimeError(f"gRPC ceiling not ready:\n{log}") from None
+    return Started(process, "", 0.0, target)
 
 
 def _command(kind: str, spec: ServerSpec, port: int) -> list[str]:

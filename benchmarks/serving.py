@@ -34,7 +34,15 @@ from benchmarks.loadgen import LoadResult, load_tool, run_load, tree_rss_bytes
 from benchmarks.models import FAMILIES, BenchModel, bench_data, register_bench_models
 from benchmarks.protocols import run_protocols
 from benchmarks.report import markdown_report, targets
-from benchmarks.servers import SERVERS, ServerSpec, Started, launch, stop, tag
+from benchmarks.servers import (
+    SERVERS,
+    ServerSpec,
+    Started,
+    launch,
+    launch_grpc_ceiling,
+    stop,
+    tag,
+)
 from mlops.cli import EXIT_OK, make_parser, parse, run_step
 from mlops.config import Config
 from mlops.serving.model import Options, load_model
@@ -149,7 +157,10 @@ def bench_family(
             run_load(server.url, payload(1), 8, 2.0)  # warm-up: first requests, lazy imports
         loads = _run_cells(started, model.family, local, in_process, options.duration_s)
         runs = [_server_run(kind, model.family, s, loads[kind]) for kind, s in started.items()]
-        protocols = run_protocols(started["ours"], tag(model.uri), options.duration_s)
+        started["grpc ceiling"] = launch_grpc_ceiling(folder)
+        protocols = run_protocols(
+            started["ours"], started["grpc ceiling"], tag(model.uri), options.duration_s
+        )
         return runs, in_process, protocols
     finally:
         for server in started.values():
