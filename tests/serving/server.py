@@ -110,7 +110,9 @@ def start_server(
     command = [sys.executable, str(SERVE), "--port", str(port), "--model-uri", model_uri]
     command += ["--set", f"serve.probe_port={probe_port}", "--set", f"serve.grpc_port={grpc_port}"]
     command += ["--workers", str(workers), "--config", str(REPO / "configs" / "default.yaml")]
-    for override in overrides or []:
+    # No Service routes to a test server: it stops at once unless a test asks for the drain
+    # window (10 s by default, which every server stopped at teardown used to sit out).
+    for override in ["serve.drain_s=0", *(overrides or [])]:
         command += ["--set", override]
     environment = {**os.environ, "MLFLOW_TRACKING_URI": store_uri, **(env or {})}
     for name in (

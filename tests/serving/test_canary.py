@@ -67,7 +67,7 @@ def server(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         store.uri,
         "models:/bc-canary@champion",
         logs,
-        ["serve.reload_interval_s=0.5", "serve.drain_s=0"],
+        ["serve.reload_interval_s=0.5"],
         env={"MLOPS_ADMIN_TOKEN": "admin-secret"},
     )
     yield server
@@ -285,7 +285,6 @@ def generic(store: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         store.uri,
         "models:/gen-canary@champion",
         root,
-        ["serve.drain_s=0"],
         env={"MLOPS_ADMIN_TOKEN": "admin-secret"},
     )
     yield server
