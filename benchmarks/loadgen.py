@@ -177,7 +177,7 @@ def _run_h2load(url: str, request: bytes, connections: int, duration_s: float) -
             timeout=duration_s + 120,
         ).stdout
         # Per request: start time (us since the epoch), HTTP status, duration (us).
-        lines = np.loadtxt(log, dtype=np.int64, ndmin=2)
+        lines = np.loadtxt(log, dtype=np.int64, ndmin=2).reshape(-1, 3)
     done = lines[lines[:, 1] == 200][:, 2] / 1e3
     p50, p99 = np.percentile(done, [50, 99]) if len(done) else (0.0, 0.0)
     return LoadResult(
