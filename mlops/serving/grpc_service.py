@@ -136,15 +136,14 @@ class InferenceService(GRPCInferenceServiceServicer):  # type: ignore[misc]  # g
 
     @rpc
     async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
-        self._check_token(context)
+        metadata = self._check_token(context)
         if self.found.batcher.full():
             raise NotReady(SHED_MESSAGE, "shed")
         metrics = self.found.metrics
         metrics.in_flight.inc()
         try:
             max_rows = self.found.settings.serve.max_rows
-            routing = dict(context.invocation_metadata() or ())
-            picked = self.found.models.pick(routing, request.model_version or None)
+            picked = self.found.models.pick(metadata, request.model_version or None)
             model, prediction, infer = await predict(
                 self.found,
                 picked,
@@ -164,9 +163,11 @@ class InferenceService(GRPCInferenceServiceServicer):  # type: ignore[misc]  # g
             response.raw_output_contents.append(raw_from_array(array, datatype))
         return response
 
-    def _check_token(self, context: Any) -> None:
+    def _check_token(self, context: Any) -> dict[str, Any]:
+        """The call's metadata (routing keys too), once its bearer token passed."""
         metadata = dict(context.invocation_metadata() or ())
         check_bearer(metadata.get("authorization", ""), self.found.settings.api_token)
+        return metadata
 
 
 async def _received(message: R) -> R:

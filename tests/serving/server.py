@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 REPO = Path(__file__).resolve().parents[2]
 SERVE = REPO / "scripts" / "serve.py"
 
@@ -138,3 +140,9 @@ def start_server(
         server.stop(signal.SIGKILL)
         raise
     return server
+
+
+def samples(server: Server, name: str) -> list[Any]:
+    """The samples of metric `name` in the server's /metrics now."""
+    text = server.get("/metrics").body.decode()
+    return [s for f in text_string_to_metric_families(text) for s in f.samples if s.name == name]

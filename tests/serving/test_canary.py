@@ -12,13 +12,11 @@ import itertools
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from mlops.registry import register
 from mlops.serving.canary import Canary, CanaryTarget
@@ -32,7 +30,7 @@ from tests.serving.conftest import (
     log_from_code,
     using,
 )
-from tests.serving.server import Reply, Server, start_server
+from tests.serving.server import Reply, Server, samples, start_server
 from tests.serving.test_lifecycle import ADMIN, Load, eventually, loads
 
 pytestmark = [pytest.mark.serving, pytest.mark.slow]
@@ -100,11 +98,6 @@ def answered_by(replies: list[Reply]) -> Counter[str]:
 def many(server: Server, rows: list[list[float]], n: int) -> list[Reply]:
     with ThreadPoolExecutor(4) as pool:
         return list(pool.map(lambda _: predict(server, rows), range(n)))
-
-
-def samples(server: Server, name: str) -> list[Any]:
-    text = server.get("/metrics").body.decode()
-    return [s for f in text_string_to_metric_families(text) for s in f.samples if s.name == name]
 
 
 def canary_active(server: Server) -> float:

@@ -15,14 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import tritonclient.grpc as triton
-from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from tests.conftest import mixed_frame
 from tests.serving.conftest import RECORDS_GENERIC, Store, breast_cancer
-from tests.serving.server import Server, start_server
+from tests.serving.server import Server, samples, start_server
 from tests.serving.test_v2_binary import pyfunc_predict
 
 pytestmark = pytest.mark.serving
@@ -203,14 +202,8 @@ INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 def grpc_answers(server: Server) -> dict[str, float]:
     """ModelInfer calls so far, by the status they were counted under."""
-    exposition = server.get("/metrics").body.decode()
-    counts = {}
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            labels = sample.labels
-            if sample.name == "mlops_http_requests_total" and labels["endpoint"] == INFER:
-                counts[labels["status"]] = sample.value
-    return counts
+    calls = samples(server, "mlops_http_requests_total")
+    return {s.labels["status"]: s.value for s in calls if s.labels["endpoint"] == INFER}
 
 
 @pytest.mark.slow
